@@ -1,0 +1,137 @@
+"""The compiled contracts shipped in ``mppagent/tempo/artifacts/`` match the Solidity sources.
+
+The Python package deploys and calls the escrow from these JSON files (no Node at run time), so
+a stale ABI or bytecode would silently test and ship something other than ``contracts/src``.
+``scripts/contracts check`` rebuilds into a temporary directory and compares byte for byte.
+Needs ``scripts/setup`` (forge and solc-js under ``node_modules``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "mppagent" / "tempo" / "artifacts"
+CONTRACTS = ("TempoStreamChannel", "TestToken")
+
+
+def _run_check(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(root / "scripts" / "contracts"), "check"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def _signatures(abi: list[dict[str, object]], kind: str) -> set[str]:
+    out = set()
+    for item in abi:
+        if item["type"] == kind:
+            inputs = item.get("inputs", [])
+            assert isinstance(inputs, list)
+            out.add(f"{item['name']}({','.join(str(arg['type']) for arg in inputs)})")
+    return out
+
+
+def test_shipped_artifacts_match_fresh_build() -> None:
+    result = _run_check(ROOT)
+    assert result.returncode == 0, (
+        "scripts/contracts check failed (run `scripts/contracts build` and commit "
+        f"mppagent/tempo/artifacts/):\n{result.stdout}\n{result.stderr}"
+    )
+
+
+def test_check_detects_a_stale_artifact(tmp_path: Path) -> None:
+    # A private copy of the tree with one shipped file altered; node_modules is shared.
+    copy = tmp_path / "repo"
+    ignore = shutil.ignore_patterns("out", "cache")
+    shutil.copytree(ROOT / "contracts", copy / "contracts", ignore=ignore)
+    (copy / "scripts").mkdir()
+    shutil.copy2(ROOT / "scripts" / "contracts", copy / "scripts" / "contracts")
+    shutil.copytree(ARTIFACTS, copy / "mppagent" / "tempo" / "artifacts")
+    (copy / "node_modules").symlink_to(ROOT / "node_modules", target_is_directory=True)
+
+    stale = copy / "mppagent" / "tempo" / "artifacts" / "TempoStreamChannel.json"
+    data = json.loads(stale.read_text())
+    code: str = data["deployedBytecode"]
+    data["deployedBytecode"] = code[:-2] + f"{int(code[-2:], 16) ^ 0xFF:02x}"  # flip the last byte
+    stale.write_text(json.dumps(data, indent=2) + "\n")
+
+    result = _run_check(copy)
+    assert result.returncode != 0
+    assert "TempoStreamChannel.json differs from a fresh build" in result.stderr
+
+
+@pytest.mark.parametrize("name", CONTRACTS)
+def test_artifact_shape(name: str) -> None:
+    text = (ARTIFACTS / f"{name}.json").read_text()
+    assert text.endswith("}\n")
+    data = json.loads(text)
+    assert list(data) == ["contractName", "abi", "bytecode", "deployedBytecode"]
+    assert data["contractName"] == name
+    for field in ("bytecode", "deployedBytecode"):
+        code = data[field]
+        assert code.startswith("0x")
+        assert len(code) > 2
+        assert code == code.lower()
+        bytes.fromhex(code[2:])
+
+
+def test_escrow_abi_has_the_v1_interface() -> None:
+    abi = json.loads((ARTIFACTS / "TempoStreamChannel.json").read_text())["abi"]
+    assert _signatures(abi, "function") >= {
+        "CLOSE_GRACE_PERIOD()",
+        "VOUCHER_TYPEHASH()",
+        "CLOSE_REQUEST_TYPEHASH()",
+        "open(address,address,uint128,bytes32,address)",
+        "settle(bytes32,uint128,bytes)",
+        "topUp(bytes32,uint128)",
+        "close(bytes32,uint128,bytes)",
+        "requestClose(bytes32)",
+        "withdraw(bytes32)",
+        "getChannel(bytes32)",
+        "getChannelsBatch(bytes32[])",
+        "computeChannelId(address,address,address,bytes32,address)",
+        "getVoucherDigest(bytes32,uint128)",
+        "getCloseRequestDigest(bytes32,uint64)",
+        "domainSeparator()",
+    }
+    assert _signatures(abi, "event") >= {
+        "ChannelOpened(bytes32,address,address,address,address,uint256)",
+        "Settled(bytes32,address,address,uint256,uint256,uint256)",
+        "CloseRequested(bytes32,address,address,uint256)",
+        "CloseRequestCancelled(bytes32,address,address)",
+        "TopUp(bytes32,address,address,uint256,uint256)",
+        "ChannelClosed(bytes32,address,address,uint256,uint256)",
+    }
+    assert _signatures(abi, "error") >= {
+        "ChannelAlreadyExists()",
+        "ChannelNotFound()",
+        "ChannelFinalized()",
+        "InvalidSignature()",
+        "AmountExceedsDeposit()",
+        "AmountNotIncreasing()",
+        "NotPayer()",
+        "NotPayee()",
+        "TransferFailed()",
+        "CloseNotReady()",
+    }
+    get_channel = next(item for item in abi if item.get("name") == "getChannel")
+    fields = [(c["name"], c["type"]) for c in get_channel["outputs"][0]["components"]]
+    assert fields == [
+        ("payer", "address"),
+        ("payee", "address"),
+        ("token", "address"),
+        ("authorizedSigner", "address"),
+        ("deposit", "uint128"),
+        ("settled", "uint128"),
+        ("closeRequestedAt", "uint64"),
+        ("finalized", "bool"),
+    ]
