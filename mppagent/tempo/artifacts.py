@@ -1,0 +1,47 @@
+"""Compiled contract artifacts shipped inside the package.
+
+``scripts/contracts build`` compiles ``contracts/src`` and writes ABI and
+bytecode here, so the library needs neither Node nor a Solidity compiler at
+run time; ``scripts/contracts check`` (run by the test suite) fails when the
+shipped files differ from a fresh build.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from mppagent.tempo.hexutil import keccak
+
+__all__ = ["Artifact", "load_artifact"]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """ABI and creation bytecode of one contract."""
+
+    name: str
+    abi: list[dict[str, Any]]
+    bytecode: str
+
+    def error_signatures(self) -> dict[bytes, tuple[str, list[str]]]:
+        """Map each custom error's 4-byte selector to its name and argument types."""
+        out: dict[bytes, tuple[str, list[str]]] = {}
+        for item in self.abi:
+            if item.get("type") != "error":
+                continue
+            types = [str(arg["type"]) for arg in item.get("inputs", [])]
+            signature = f"{item['name']}({','.join(types)})"
+            out[keccak(signature.encode())[:4]] = (str(item["name"]), types)
+        return out
+
+
+@functools.cache
+def load_artifact(name: str) -> Artifact:
+    """Load ``TempoStreamChannel`` or ``TestToken`` from the package data."""
+    text = resources.files("mppagent.tempo").joinpath("artifacts", f"{name}.json").read_text()
+    data = json.loads(text)
+    return Artifact(name=name, abi=list(data["abi"]), bytecode=str(data["bytecode"]))

@@ -1,0 +1,384 @@
+"""JSON-RPC plumbing for the Tempo layer: wallets, nonces, fees, sending, reverts.
+
+This is the only module that talks to a chain (through web3's async
+provider). Everything above it sees typed results and typed errors:
+
+* :class:`ChainUnavailable` -- the RPC endpoint did not answer in time;
+* :class:`ContractReverted` -- a call or transaction reverted; ``error_name``
+  names the contract's custom error (``AmountExceedsDeposit``, ...);
+* :class:`TransactionFailed` -- a transaction was dropped or could not be sent.
+
+Transactions are signed locally (EIP-1559) and returned as
+:class:`SignedTransaction` so callers can write them ahead to durable storage
+before they leave the process, and send the *same bytes* again after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+from eth_abi.abi import decode as abi_decode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_typing import HexStr
+from web3 import AsyncWeb3
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception, Web3RPCError
+from web3.providers import AsyncHTTPProvider
+
+from mppagent.errors import ChainError
+from mppagent.tempo.hexutil import checksum_address, normalize_address
+
+__all__ = [
+    "ChainClient",
+    "ChainUnavailable",
+    "ContractReverted",
+    "SignedTransaction",
+    "TransactionFailed",
+    "Wallet",
+]
+
+T = TypeVar("T")
+
+_GWEI = 10**9
+
+
+class ChainUnavailable(ChainError):
+    """The RPC endpoint could not be reached or did not answer in time."""
+
+
+class TransactionFailed(ChainError):
+    """A transaction could not be sent, was dropped, or was not mined in time."""
+
+
+class ContractReverted(ChainError):
+    """A contract call or transaction reverted.
+
+    ``error_name`` is the Solidity custom error (or ``"Error"``/``"Panic"``/
+    ``"unknown"``), ``args`` its decoded arguments.
+    """
+
+    def __init__(self, error_name: str, args: Sequence[object] = (), context: str = "") -> None:
+        where = f" in {context}" if context else ""
+        shown = f"({', '.join(str(a) for a in args)})" if args else ""
+        super().__init__(f"contract reverted{where}: {error_name}{shown}")
+        self.error_name = error_name
+        self.args_decoded = tuple(args)
+        self.context = context
+
+
+class Wallet:
+    """A private key that signs transactions. Never shows the key."""
+
+    __slots__ = ("_account",)
+
+    def __init__(self, private_key: str | bytes) -> None:
+        try:
+            self._account: LocalAccount = Account.from_key(private_key)
+        except Exception:
+            raise ValueError("private key is not a valid secp256k1 key") from None
+
+    @property
+    def address(self) -> str:
+        """Checksummed address of this key."""
+        return str(self._account.address)
+
+    @property
+    def private_key_hex(self) -> str:
+        """The key as 0x-hex (for voucher signing with the same key)."""
+        return "0x" + bytes(self._account.key).hex()
+
+    def sign(self, tx: Mapping[str, Any]) -> SignedTransaction:
+        """Sign an EIP-1559 transaction dictionary."""
+        signed = self._account.sign_transaction(dict(tx))
+        return SignedTransaction(
+            raw="0x" + bytes(signed.raw_transaction).hex(),
+            hash="0x" + bytes(signed.hash).hex(),
+            nonce=int(tx["nonce"]),
+            sender=normalize_address(self.address),
+        )
+
+    def __repr__(self) -> str:
+        return f"Wallet(address={self.address!r})"
+
+
+@dataclass(frozen=True)
+class SignedTransaction:
+    """A signed transaction ready to broadcast. ``raw`` is kept out of ``repr``."""
+
+    raw: str
+    hash: str
+    nonce: int
+    sender: str
+
+    def __repr__(self) -> str:
+        return f"SignedTransaction(hash={self.hash!r}, nonce={self.nonce}, sender={self.sender!r})"
+
+
+class ChainClient:
+    """Async JSON-RPC access with typed errors and a local nonce counter.
+
+    ``error_decoders`` maps 4-byte custom-error selectors to ``(name, types)``
+    so reverts come back named (see :meth:`Artifact.error_signatures`).
+    """
+
+    def __init__(
+        self,
+        rpc_url: str,
+        *,
+        timeout: float = 10.0,
+        error_decoders: Mapping[bytes, tuple[str, list[str]]] | None = None,
+        confirm_timeout: float = 60.0,
+    ) -> None:
+        self.rpc_url = rpc_url
+        # No hidden web3 retries (5 attempts with backoff by default): they turned
+        # ``timeout`` into about 5 x timeout + 1.9 s before ChainUnavailable surfaced.
+        provider = AsyncHTTPProvider(
+            rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
+        )
+        self.w3 = AsyncWeb3(provider)
+        self.confirm_timeout = confirm_timeout
+        self._errors: dict[bytes, tuple[str, list[str]]] = dict(error_decoders or {})
+        self._chain_id: int | None = None
+        self._nonce_locks: dict[str, asyncio.Lock] = {}
+        self._next_nonce: dict[str, int] = {}
+
+    def add_error_decoders(self, decoders: Mapping[bytes, tuple[str, list[str]]]) -> None:
+        """Teach the client more custom errors (one per contract it talks to)."""
+        self._errors.update(decoders)
+
+    async def close(self) -> None:
+        """Release the HTTP session of the provider."""
+        provider = self.w3.provider
+        disconnect = getattr(provider, "disconnect", None)
+        if disconnect is not None:
+            await disconnect()
+
+    # -- reads ---------------------------------------------------------------
+
+    async def chain_id(self) -> int:
+        """The chain id (cached after the first call)."""
+        if self._chain_id is None:
+            self._chain_id = int(await self._rpc(lambda: self.w3.eth.chain_id, "eth_chainId"))
+        return self._chain_id
+
+    async def call(self, to: str, data: bytes, *, context: str = "") -> bytes:
+        """``eth_call`` with reverts decoded into :class:`ContractReverted`."""
+        tx = {"to": checksum_address(to), "data": "0x" + data.hex()}
+
+        async def go() -> bytes:
+            return bytes(await self.w3.eth.call(tx))  # type: ignore[arg-type]
+
+        return await self._rpc(go, context or "eth_call")
+
+    async def block_timestamp(self) -> int:
+        """Timestamp of the latest block (the contract's notion of now)."""
+        block = await self._rpc(lambda: self.w3.eth.get_block("latest"), "eth_getBlockByNumber")
+        return int(block["timestamp"])
+
+    async def get_receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        """The receipt of a mined transaction, or ``None`` if not (yet) mined."""
+
+        async def go() -> dict[str, Any] | None:
+            try:
+                receipt = await self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            except Web3Exception as exc:
+                if "not found" in str(exc).lower():
+                    return None
+                raise
+            return dict(receipt)
+
+        return await self._rpc(go, "eth_getTransactionReceipt")
+
+    async def transaction_count(self, address: str, block: str = "pending") -> int:
+        """Nonce of ``address`` as the chain sees it."""
+        addr = checksum_address(address)
+        return int(
+            await self._rpc(
+                lambda: self.w3.eth.get_transaction_count(addr, block),  # type: ignore[arg-type]
+                "eth_getTransactionCount",
+            )
+        )
+
+    # -- writes --------------------------------------------------------------
+
+    async def sign_call(
+        self,
+        wallet: Wallet,
+        to: str,
+        data: bytes,
+        *,
+        context: str,
+        gas: int | None = None,
+        nonce: int | None = None,
+    ) -> SignedTransaction:
+        """Build and sign a contract call; gas is estimated (surfacing reverts early)."""
+        chain_id = await self.chain_id()
+        tx: dict[str, Any] = {
+            "from": checksum_address(wallet.address),
+            "to": checksum_address(to),
+            "data": "0x" + data.hex(),
+            "value": 0,
+            "chainId": chain_id,
+        }
+        if gas is None:
+            estimate = await self._rpc(lambda: self.w3.eth.estimate_gas(tx), context)  # type: ignore[arg-type]
+            gas = int(estimate) * 6 // 5 + 10_000
+        tx["gas"] = gas
+        tx.update(await self._fees())
+        if nonce is None:
+            nonce = await self._allocate_nonce(wallet.address)
+        tx["nonce"] = nonce
+        del tx["from"]
+        return wallet.sign(tx)
+
+    async def sign_deploy(
+        self, wallet: Wallet, bytecode: str, *, context: str
+    ) -> SignedTransaction:
+        """Sign a contract-creation transaction (dev chains: token and escrow deployment)."""
+        tx: dict[str, Any] = {
+            "from": checksum_address(wallet.address),
+            "data": bytecode if bytecode.startswith("0x") else "0x" + bytecode,
+            "value": 0,
+            "chainId": await self.chain_id(),
+        }
+        estimate = await self._rpc(lambda: self.w3.eth.estimate_gas(tx), context)  # type: ignore[arg-type]
+        tx["gas"] = int(estimate) * 6 // 5 + 10_000
+        tx.update(await self._fees())
+        tx["nonce"] = await self._allocate_nonce(wallet.address)
+        del tx["from"]
+        return wallet.sign(tx)
+
+    async def send(self, tx: SignedTransaction, *, context: str = "") -> str:
+        """Broadcast ``tx``; sending the same bytes again is harmless (idempotent)."""
+
+        async def go() -> str:
+            try:
+                sent = await self.w3.eth.send_raw_transaction(HexStr(tx.raw))
+                return "0x" + bytes(sent).hex()
+            except Web3RPCError as exc:
+                text = str(exc).lower()
+                if "already known" in text or "already imported" in text:
+                    return tx.hash
+                if "nonce too low" in text and await self.get_receipt(tx.hash) is not None:
+                    return tx.hash  # it was mined earlier: same bytes, same effect
+                raise TransactionFailed(
+                    f"{context or 'transaction'} {tx.hash} was refused by the node: "
+                    f"{_short(str(exc))}"
+                ) from None
+
+        return await self._rpc(go, context or "eth_sendRawTransaction")
+
+    async def wait(self, tx_hash: str, *, context: str = "") -> dict[str, Any]:
+        """Wait for a receipt; a reverted transaction raises :class:`ContractReverted`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.confirm_timeout
+        delay = 0.02
+        while True:
+            receipt = await self.get_receipt(tx_hash)
+            if receipt is not None:
+                if int(receipt.get("status", 0)) != 1:
+                    raise await self._explain_revert(tx_hash, receipt, context)
+                return receipt
+            if loop.time() > deadline:
+                raise TransactionFailed(
+                    f"{context or 'transaction'} {tx_hash} was not mined "
+                    f"within {self.confirm_timeout:.0f}s"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def send_and_wait(self, tx: SignedTransaction, *, context: str = "") -> dict[str, Any]:
+        """Broadcast and wait for a successful receipt."""
+        await self.send(tx, context=context)
+        return await self.wait(tx.hash, context=context)
+
+    def forget_nonce(self, address: str) -> None:
+        """Drop the local nonce counter (after a failure); the next tx re-reads the chain."""
+        self._next_nonce.pop(normalize_address(address), None)
+
+    # -- internals -----------------------------------------------------------
+
+    async def _allocate_nonce(self, address: str) -> int:
+        key = normalize_address(address)
+        lock = self._nonce_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            on_chain = await self.transaction_count(key)
+            nonce = max(on_chain, self._next_nonce.get(key, 0))
+            self._next_nonce[key] = nonce + 1
+            return nonce
+
+    async def _fees(self) -> dict[str, int]:
+        block = await self._rpc(lambda: self.w3.eth.get_block("latest"), "eth_getBlockByNumber")
+        base = int(block.get("baseFeePerGas", 0) or 0)
+        tip = _GWEI
+        return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
+
+    async def _explain_revert(
+        self, tx_hash: str, receipt: Mapping[str, Any], context: str
+    ) -> ChainError:
+        """Replay a reverted transaction as a call to learn which error it raised."""
+        try:
+            tx = await self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+            call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": tx["value"]}
+            await self.w3.eth.call(call, int(receipt["blockNumber"]) - 1)  # type: ignore[arg-type]
+        except (ContractCustomError, ContractLogicError) as exc:
+            return self._decode_revert(exc, context)
+        except (TimeoutError, Web3Exception, aiohttp.ClientError, OSError):
+            pass
+        return ContractReverted("unknown", context=context or tx_hash)
+
+    def _decode_revert(self, exc: Exception, context: str) -> ContractReverted:
+        data = getattr(exc, "data", None)
+        raw = _hex_bytes(data) if isinstance(data, str) else b""
+        if len(raw) >= 4 and raw[:4] in self._errors:
+            name, types = self._errors[raw[:4]]
+            try:
+                args = list(abi_decode(types, raw[4:])) if types else []
+            except Exception:
+                args = []
+            return ContractReverted(name, [_plain(a) for a in args], context)
+        message = getattr(exc, "message", None) or str(exc)
+        return ContractReverted(_short(str(message)) or "unknown", context=context)
+
+    async def _rpc(self, fn: Callable[[], Awaitable[T]], context: str) -> T:
+        try:
+            return await fn()
+        except (ContractCustomError, ContractLogicError) as exc:
+            raise self._decode_revert(exc, context) from None
+        except ChainError:
+            raise
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise ChainUnavailable(
+                f"chain RPC {self.rpc_url} unavailable during {context}: {type(exc).__name__}"
+            ) from None
+        except Web3RPCError as exc:
+            raise TransactionFailed(f"{context}: {_short(str(exc))}") from None
+        except Web3Exception as exc:
+            if "connect" in str(exc).lower():
+                raise ChainUnavailable(
+                    f"chain RPC {self.rpc_url} unavailable during {context}"
+                ) from None
+            raise TransactionFailed(f"{context}: {_short(str(exc))}") from None
+
+
+def _hex_bytes(text: str) -> bytes:
+    body = text[2:] if text.startswith("0x") else text
+    try:
+        return bytes.fromhex(body)
+    except ValueError:
+        return b""
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return value
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
