@@ -1,0 +1,348 @@
+"""HTTP surface of the reference server (Starlette): an OpenAI-compatible paid endpoint.
+
+Routes:
+
+* ``POST /v1/chat/completions`` -- the paid resource, streaming (SSE) or not.
+  Without a credential: ``402`` with a ``WWW-Authenticate: Payment`` challenge.
+  With ``Authorization: Payment`` and a body: verify the credential, then serve.
+  With a credential and *no* body: a voucher/top-up/close update only.
+* ``HEAD /v1/chat/completions`` -- voucher/top-up/close updates (headers only),
+  or a fresh challenge when sent without a credential.
+* ``GET /v1/models``, ``GET /health``.
+
+Responses follow draft-httpauth-payment: a ``Payment-Receipt`` on every
+successful paid response (``Cache-Control: private``), problem+json errors,
+and a fresh challenge with every ``402`` (``Cache-Control: no-store``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from mppagent.devserver.config import DevServerConfig
+from mppagent.devserver.fakemodel import FakeModel
+from mppagent.devserver.faults import FAULT_AFTER_HEADER, FAULT_HEADER, Fault, parse_faults
+from mppagent.devserver.payee import RateLimited, SessionPayee
+from mppagent.devserver.state import IdempotentResponse, ServerState
+from mppagent.devserver.streaming import MeteredStream, StreamPlan
+from mppagent.devserver.wire import (
+    SSE_DONE,
+    ChatRequest,
+    ChunkWriter,
+    Usage,
+    WireError,
+    completion_body,
+    error_body,
+    model_list,
+    parse_chat_request_json,
+    sse,
+)
+from mppagent.logging import get_logger
+from mppagent.protocol import (
+    JSON,
+    PROBLEM_CONTENT_TYPE,
+    Credential,
+    InsufficientBalanceProblem,
+    MalformedCredentialProblem,
+    PaymentError,
+    PaymentRequiredProblem,
+    ProblemError,
+    encode_receipt,
+)
+from mppagent.tempo.chain import ChainClient
+
+__all__ = ["DevServer", "create_app"]
+
+log = get_logger("mppagent.devserver")
+
+
+class DevServer:
+    """The server's components, created on first use (the chain id needs a round trip)."""
+
+    def __init__(self, config: DevServerConfig) -> None:
+        self.config = config
+        self.model = FakeModel(seed=config.seed)
+        self._payee: SessionPayee | None = None
+        self._init_lock = asyncio.Lock()
+        self._in_flight: set[tuple[str, str]] = set()
+
+    async def payee(self) -> SessionPayee:
+        """The payee, connecting to the chain on the first call."""
+        if self._payee is None:
+            async with self._init_lock:
+                if self._payee is None:
+                    chain = ChainClient(self.config.rpc_url)
+                    chain_id = await chain.chain_id()
+                    state = ServerState(self.config.state_path, durability=self.config.durability)
+                    self._payee = SessionPayee(
+                        self.config, state=state, chain=chain, chain_id=chain_id
+                    )
+        return self._payee
+
+    async def close(self) -> None:
+        """Release the chain client and the database."""
+        if self._payee is not None:
+            await self._payee.chain.close()
+            self._payee.state.close()
+
+    # -- request handling ---------------------------------------------------------------------
+
+    def faults(self, request: Request) -> tuple[frozenset[Fault], int]:
+        """Faults in force for ``request`` (server-wide plus, in test mode, the header's)."""
+        faults = self.config.faults
+        after = 5
+        if self.config.test_mode:
+            faults = faults | parse_faults(request.headers.get(FAULT_HEADER))
+            value = request.headers.get(FAULT_AFTER_HEADER, "")
+            if value.isdigit():
+                after = int(value)
+        return faults, after
+
+    async def problem(self, problem: ProblemError, *, head: bool = False) -> Response:
+        """A problem+json response; 402s carry a fresh challenge."""
+        headers = {"cache-control": "no-store"}
+        if problem.status == 402:
+            payee = await self.payee()
+            headers["www-authenticate"] = payee.issue_challenge().to_header()
+        if isinstance(problem, RateLimited):
+            headers["retry-after"] = str(problem.extras.get("retryAfter", "1"))
+        if head:
+            return Response(status_code=problem.status, headers=headers)
+        return Response(
+            json.dumps(problem.to_body()),
+            status_code=problem.status,
+            headers=headers,
+            media_type=PROBLEM_CONTENT_TYPE,
+        )
+
+    def bearer_ok(self, request: Request) -> bool | None:
+        """True/False for a valid/invalid Bearer key; None when none was sent."""
+        auth = request.headers.get("authorization", "")
+        if auth[:7].lower() != "bearer ":
+            return None
+        key = auth[7:].strip().encode()
+        return any(
+            hmac.compare_digest(key, k.get_secret_value().encode()) for k in self.config.api_keys
+        )
+
+    async def completions(self, request: Request) -> Response:
+        """``POST``/``HEAD /v1/chat/completions``."""
+        head = request.method == "HEAD"
+        bearer = self.bearer_ok(request)
+        mode = self.config.auth_mode
+        if bearer is not None and mode in ("bearer", "either"):
+            if not bearer:
+                return JSONResponse(
+                    error_body("Incorrect API key provided.", type="invalid_request_error",
+                               code="invalid_api_key"),
+                    status_code=401,
+                )  # fmt: skip
+            return await self.serve_free(request)
+        if mode == "bearer":
+            return JSONResponse(
+                error_body("You didn't provide an API key.", code="missing_api_key"),
+                status_code=401,
+            )
+        body = b"" if head else await request.body()
+        chat: ChatRequest | None = None
+        if body.strip():
+            try:
+                chat = parse_chat_request_json(body)
+            except WireError as exc:
+                return JSONResponse(exc.body(), status_code=exc.status)
+        auth = request.headers.get("authorization", "")
+        if auth[:8].lower() != "payment ":
+            return await self.problem(
+                PaymentRequiredProblem("Payment is required for this resource."), head=head
+            )
+        try:
+            credential = Credential.decode(auth)
+        except PaymentError as exc:
+            return await self.problem(MalformedCredentialProblem(str(exc)), head=head)
+        faults, fault_after = self.faults(request)
+        payee = await self.payee()
+        try:
+            accepted = await payee.accept(credential, faults)
+        except ProblemError as problem:
+            return await self.problem(problem, head=head)
+        if accepted.action == "open":
+            # "gone" is about channels the server already knew; a new one is fine.
+            faults = faults - {Fault.GONE}
+        receipt_faults = faults if accepted.action != "open" else frozenset()
+        if chat is None or accepted.action == "close":
+            receipt = payee.receipt(
+                accepted.channel, accepted.challenge.id, tx_hash=accepted.tx_hash,
+                faults=receipt_faults,
+            )  # fmt: skip
+            return Response(status_code=204, headers=_paid_headers(receipt))
+        return await self.serve_paid(request, chat, accepted.channel.channel_id,
+                                     accepted.challenge.id, faults, fault_after)  # fmt: skip
+
+    async def serve_paid(
+        self,
+        request: Request,
+        chat: ChatRequest,
+        channel_id: str,
+        challenge_id: str,
+        faults: frozenset[Fault],
+        fault_after: int,
+    ) -> Response:
+        """Serve a completion paid from ``channel_id``."""
+        payee = await self.payee()
+        key = request.headers.get("idempotency-key")
+        if key:
+            cached = payee.state.cached_response(challenge_id, key)
+            if cached is not None:
+                headers = {"cache-control": "private"}
+                if cached.receipt:
+                    headers["payment-receipt"] = cached.receipt
+                return Response(cached.body, status_code=cached.status, headers=headers,
+                                media_type=cached.content_type)  # fmt: skip
+            if (challenge_id, key) in self._in_flight:
+                return JSONResponse(
+                    error_body("A request with this Idempotency-Key is in progress.",
+                               code="idempotency_conflict"),
+                    status_code=409,
+                )  # fmt: skip
+        plan = chat.plan(self.config.default_max_tokens)
+        tokens = list(
+            self.model.generate(
+                chat.prompt_text(),
+                max_tokens=plan.max_tokens,
+                reasoning_tokens=plan.reasoning_tokens,
+            )
+        )
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        if chat.stream:
+            channel = payee.state.get(channel_id)
+            assert channel is not None
+            writer = ChunkWriter(completion_id, chat.model, created, chat.flavour,
+                                 include_usage=chat.include_usage,
+                                 vendor_fields=chat.vendor_fields())  # fmt: skip
+            stream = MeteredStream(
+                payee,
+                writer,
+                StreamPlan(
+                    tokens=tokens,
+                    finish_reason=plan.finish_reason,
+                    prompt_tokens=chat.prompt_tokens(),
+                    channel_id=channel_id,
+                    challenge_id=challenge_id,
+                    faults=faults,
+                    fault_after=fault_after,
+                ),
+            )
+            receipt = payee.receipt(channel, challenge_id, units=0, faults=faults)
+            headers = _paid_headers(receipt)
+            headers["x-accel-buffering"] = "no"
+            return StreamingResponse(stream.body(), media_type="text/event-stream",
+                                     headers=headers)  # fmt: skip
+        price = self.config.price_per_token * (2 if Fault.PRICE_CHANGE in faults else 1)
+        cost = len(tokens) * price
+        charged = await payee.charge(channel_id, cost)
+        if charged is None:
+            channel = payee.state.get(channel_id)
+            available = channel.available if channel else 0
+            return await self.problem(
+                InsufficientBalanceProblem(
+                    f"this completion costs {cost}; {available} is available",
+                    extras={"requiredTopUp": str(cost - available), "channelId": channel_id},
+                )
+            )
+        body = completion_body(
+            completion_id, chat.model, created, tokens, plan.finish_reason,
+            Usage.of(chat.prompt_tokens(), tokens), chat.flavour, chat.vendor_fields(),
+        )  # fmt: skip
+        receipt = payee.receipt(charged, challenge_id, units=len(tokens), faults=faults)
+        encoded = json.dumps(body).encode()
+        if key:
+            payee.state.remember_response(
+                challenge_id,
+                key,
+                IdempotentResponse(200, "application/json", encoded, encode_receipt(receipt)),
+            )
+        return Response(encoded, media_type="application/json", headers=_paid_headers(receipt))
+
+    async def serve_free(self, request: Request) -> Response:
+        """A completion for a Bearer-key client: same model, no metering, no receipts."""
+        try:
+            chat = parse_chat_request_json(await request.body())
+        except WireError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
+        plan = chat.plan(self.config.default_max_tokens)
+        tokens = list(self.model.generate(chat.prompt_text(), max_tokens=plan.max_tokens,
+                                          reasoning_tokens=plan.reasoning_tokens))  # fmt: skip
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        usage = Usage.of(chat.prompt_tokens(), tokens)
+        if not chat.stream:
+            return JSONResponse(completion_body(completion_id, chat.model, created, tokens,
+                                                plan.finish_reason, usage, chat.flavour,
+                                                chat.vendor_fields()))  # fmt: skip
+        writer = ChunkWriter(
+            completion_id,
+            chat.model,
+            created,
+            chat.flavour,
+            include_usage=chat.include_usage,
+            vendor_fields=chat.vendor_fields(),
+        )
+        interval = 1 / self.config.tokens_per_second if self.config.tokens_per_second else 0.0
+        batch = 1 if interval else self.config.charge_batch
+
+        async def body() -> AsyncIterator[bytes]:
+            yield sse(writer.role_chunk())
+            for start in range(0, len(tokens), batch):
+                yield b"".join(sse(writer.token_chunk(t)) for t in tokens[start : start + batch])
+                await asyncio.sleep(interval)
+            for final in writer.final_chunks(plan.finish_reason, usage):
+                yield sse(final)
+            yield SSE_DONE
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+
+def _paid_headers(receipt: Mapping[str, JSON]) -> dict[str, str]:
+    return {"payment-receipt": encode_receipt(receipt), "cache-control": "private"}
+
+
+def create_app(config: DevServerConfig) -> Starlette:
+    """Build the Starlette app for ``config`` (serve it with uvicorn)."""
+    server = DevServer(config)
+
+    async def completions(request: Request) -> Response:
+        return await server.completions(request)
+
+    async def models(_request: Request) -> Response:
+        return JSONResponse(model_list())
+
+    async def health(_request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await server.close()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", completions, methods=["POST", "HEAD"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.devserver = server
+    return app

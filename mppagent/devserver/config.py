@@ -1,0 +1,60 @@
+"""Configuration of the reference server: one typed object, validated up front."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, field_validator
+
+from mppagent.devserver.faults import Fault
+from mppagent.tempo.hexutil import normalize_address
+
+__all__ = ["DevServerConfig"]
+
+
+class DevServerConfig(BaseModel):
+    """Everything the reference server needs. Amounts are token base units (6 decimals).
+
+    ``price_per_token`` is the challenge's ``amount``; ``lookahead_tokens`` how
+    many tokens beyond those delivered a voucher demand asks to be paid for;
+    ``state_path`` the SQLite file that makes channel accounting survive a
+    restart (``":memory:"`` keeps nothing).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rpc_url: str
+    escrow: str
+    token: str
+    payee_private_key: SecretStr
+    realm: str = "mppagent-devserver"
+    challenge_secret: SecretBytes = Field(
+        default_factory=lambda: SecretBytes(secrets.token_bytes(32))
+    )
+    price_per_token: int = Field(25, ge=0)
+    suggested_deposit: int = Field(1_000_000, gt=0)
+    min_voucher_delta: int | None = Field(None, gt=0)
+    lookahead_tokens: int = Field(100, ge=1)
+    voucher_timeout: float = Field(60.0, gt=0)
+    challenge_ttl: int = Field(300, gt=0)
+    auth_mode: Literal["mpp", "bearer", "either"] = "mpp"
+    api_keys: tuple[SecretStr, ...] = ()
+    tokens_per_second: float | None = Field(None, gt=0)
+    default_max_tokens: int = Field(256, ge=1)
+    seed: int = 0
+    state_path: str = ":memory:"
+    durability: Literal["full", "normal"] = "full"
+    charge_batch: int = Field(16, ge=1)
+    voucher_rate_per_second: float = Field(10.0, gt=0)
+    voucher_burst: int = Field(20, ge=1)
+    chain_check_interval: float = Field(2.0, ge=0)
+    faults: frozenset[Fault] = frozenset()
+    test_mode: bool = False
+    slow_voucher_delay: float = Field(2.0, ge=0)
+    huge_event_bytes: int = Field(8 * 1024 * 1024, ge=1)
+
+    @field_validator("escrow", "token")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return normalize_address(value)

@@ -1,0 +1,538 @@
+"""The payee side of the Tempo session intent: challenges, verification, accounting.
+
+This follows draft-tempo-session's verification procedure from the server's
+side -- deliberately without importing the client's session engine, so a bug
+there cannot cancel out here. Every rejection is a
+:class:`~mppagent.protocol.ProblemError` of the draft's type; the HTTP layer
+turns it into a problem+json response (with a fresh challenge on 402).
+
+Per channel, verification and balance changes are serialised by a lock, and
+each accepted voucher or charge is committed to :class:`ServerState` before
+anything relies on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from mppagent.devserver.config import DevServerConfig
+from mppagent.devserver.faults import Fault
+from mppagent.devserver.state import ServerChannel, ServerState
+from mppagent.errors import ChainError
+from mppagent.logging import get_logger
+from mppagent.protocol import (
+    JSON,
+    AmountExceedsDepositProblem,
+    Challenge,
+    ChallengeNotFoundProblem,
+    ChannelFinalizedProblem,
+    ChannelNotFoundProblem,
+    Credential,
+    DeltaTooSmallProblem,
+    InvalidChallengeProblem,
+    InvalidSignatureProblem,
+    MalformedCredentialProblem,
+    MethodUnsupportedProblem,
+    PaymentError,
+    PaymentExpiredProblem,
+    ProblemError,
+    SignerMismatchProblem,
+    VerificationFailedProblem,
+    format_rfc3339,
+)
+from mppagent.tempo.chain import ChainClient, ContractReverted, SignedTransaction, Wallet
+from mppagent.tempo.channel_id import compute_channel_id
+from mppagent.tempo.escrow import ChannelState, Escrow, decode_payer_call
+from mppagent.tempo.hexutil import normalize_address
+from mppagent.tempo.schemas import (
+    ClosePayload,
+    OpenPayload,
+    TopUpPayload,
+    VoucherPayload,
+    parse_payload,
+)
+from mppagent.tempo.transactions import InvalidTransaction, decode_signed_transaction
+from mppagent.tempo.voucher import InvalidSignature, recover_voucher_signer
+
+__all__ = ["Accepted", "RateLimited", "SessionPayee"]
+
+log = get_logger("mppagent.devserver")
+
+
+class RateLimited(ProblemError):
+    """Too many voucher submissions on one channel (the draft asks servers to limit them)."""
+
+    type_uri = "about:blank"
+    default_title = "Too Many Requests"
+    default_status = 429
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A verified credential: the channel after the action, and what to put in the receipt."""
+
+    action: str
+    channel: ServerChannel
+    challenge: Challenge
+    tx_hash: str | None = None
+
+
+class _Bucket:
+    """Token bucket: ``rate`` per second, ``burst`` at most."""
+
+    __slots__ = ("burst", "rate", "tokens", "updated")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+
+    def take(self) -> float:
+        """Take one token; returns 0 or the seconds to wait before one is available."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class SessionPayee:
+    """Issues challenges and verifies/applies session credentials for one payee."""
+
+    def __init__(
+        self,
+        config: DevServerConfig,
+        *,
+        state: ServerState,
+        chain: ChainClient,
+        chain_id: int,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.chain = chain
+        self.chain_id = chain_id
+        self.escrow = Escrow(chain, config.escrow)
+        self.wallet = Wallet(config.payee_private_key.get_secret_value())
+        self.payee = normalize_address(self.wallet.address)
+        self.token = config.token
+        self._secret = config.challenge_secret.get_secret_value()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._voucher_events: dict[str, asyncio.Event] = {}
+        self._buckets: dict[str, _Bucket] = {}
+        self._chain_seen: dict[str, tuple[float, ChannelState]] = {}
+        self.stream_faults: dict[str, frozenset[Fault]] = {}
+        self._demanded: dict[str, int] = {}
+        self.active_streams: dict[str, object] = {}
+
+    # -- challenges ------------------------------------------------------------------------
+
+    def request_data(self) -> dict[str, JSON]:
+        """The decoded ``request`` of this server's challenges."""
+        details: dict[str, JSON] = {"escrowContract": self.config.escrow, "chainId": self.chain_id}
+        if self.config.min_voucher_delta is not None:
+            details["minVoucherDelta"] = str(self.config.min_voucher_delta)
+        return {
+            "amount": str(self.config.price_per_token),
+            "unitType": "llm_token",
+            "suggestedDeposit": str(self.config.suggested_deposit),
+            "currency": self.token,
+            "recipient": self.payee,
+            "methodDetails": details,
+        }
+
+    def issue_challenge(self) -> Challenge:
+        """A fresh HMAC-bound challenge that expires after ``challenge_ttl`` seconds."""
+        return Challenge.issue(
+            secret=self._secret,
+            realm=self.config.realm,
+            method="tempo",
+            intent="session",
+            request=self.request_data(),
+            expires=datetime.now(UTC) + timedelta(seconds=self.config.challenge_ttl),
+            description="Pay per token for this completion",
+        )
+
+    def lock(self, channel_id: str) -> asyncio.Lock:
+        """The per-channel lock that serialises verification and accounting."""
+        return self._locks.setdefault(channel_id, asyncio.Lock())
+
+    # -- credentials -----------------------------------------------------------------------
+
+    def verified_challenge(self, credential: Credential, *, top_up: bool = False) -> Challenge:
+        """Check the echoed challenge is ours (HMAC) and still valid."""
+        echo = credential.challenge
+        if not echo.verify_id(self._secret):
+            if top_up:
+                raise ChallengeNotFoundProblem("unknown challenge id")
+            raise InvalidChallengeProblem("this server did not issue that challenge")
+        challenge = echo.to_challenge()
+        if challenge.method != "tempo" or challenge.intent != "session":
+            raise MethodUnsupportedProblem("only tempo/session is accepted here")
+        if challenge.is_expired(datetime.now(UTC)):
+            if top_up:
+                raise ChallengeNotFoundProblem("the challenge has expired")
+            raise PaymentExpiredProblem("the challenge has expired; use the fresh one")
+        return challenge
+
+    async def accept(self, credential: Credential, faults: frozenset[Fault]) -> Accepted:
+        """Verify and apply one credential (open, topUp, voucher or close)."""
+        try:
+            payload = parse_payload(credential.payload)
+        except PaymentError as exc:
+            raise MalformedCredentialProblem(str(exc)) from None
+        challenge = self.verified_challenge(credential, top_up=isinstance(payload, TopUpPayload))
+        if isinstance(payload, OpenPayload):
+            return await self._open(payload, challenge)
+        faults = faults | self.stream_faults.get(payload.channel_id, frozenset())
+        if Fault.GONE in faults and self.state.get(payload.channel_id) is not None:
+            raise ChannelNotFoundProblem(
+                "channel not found", extras={"channelId": payload.channel_id}
+            )
+        if isinstance(payload, TopUpPayload):
+            return await self._top_up(payload, challenge)
+        if isinstance(payload, VoucherPayload):
+            return await self._voucher(payload, challenge, faults)
+        return await self._close(payload, challenge)
+
+    # -- open ------------------------------------------------------------------------------
+
+    async def _open(self, payload: OpenPayload, challenge: Challenge) -> Accepted:
+        try:
+            tx = decode_signed_transaction(payload.transaction)
+        except InvalidTransaction as exc:
+            raise VerificationFailedProblem(str(exc)) from None
+        if tx.to != self.config.escrow:
+            raise VerificationFailedProblem("the open transaction does not call this escrow")
+        if tx.chain_id != self.chain_id:
+            raise VerificationFailedProblem(f"the open transaction is for chain {tx.chain_id}")
+        call = decode_payer_call(tx.data)
+        if call is None or call.function != "open":
+            raise VerificationFailedProblem("the transaction does not call open()")
+        if call.args["payee"] != self.payee:
+            raise VerificationFailedProblem("the open transaction pays another payee")
+        if call.args["token"] != self.token:
+            raise VerificationFailedProblem("the open transaction uses another token")
+        signer = str(call.args["authorizedSigner"])
+        channel_id = compute_channel_id(
+            tx.sender, self.payee, self.token, str(call.args["salt"]), signer,
+            self.config.escrow, self.chain_id,
+        )  # fmt: skip
+        if channel_id != payload.channel_id:
+            raise VerificationFailedProblem("channelId does not match the open transaction")
+        if payload.authorized_signer is not None and payload.authorized_signer != signer:
+            raise VerificationFailedProblem("authorizedSigner does not match the transaction")
+        async with self.lock(channel_id):
+            state = await self._chain_state(channel_id, fresh=True)
+            if not state.exists:
+                try:
+                    raw = SignedTransaction(payload.transaction, tx.hash, tx.nonce, tx.sender)
+                    await self.chain.send_and_wait(raw, context="open")
+                except ContractReverted as exc:
+                    raise VerificationFailedProblem(f"open reverted: {exc.error_name}") from None
+                except ChainError as exc:
+                    raise VerificationFailedProblem(f"open could not be broadcast: {exc}") from None
+                state = await self._chain_state(channel_id, fresh=True)
+            self._check_usable(state)
+            self._verify_signature(
+                payload.signature, channel_id, payload.cumulative_amount, state.expected_signer
+            )
+            if payload.cumulative_amount < state.settled:
+                raise VerificationFailedProblem("the initial voucher is below the settled amount")
+            if payload.cumulative_amount > state.deposit:
+                raise AmountExceedsDepositProblem(extras={"channelId": channel_id})
+            existing = self.state.get(channel_id)
+            accepted = existing.accepted if existing else 0
+            signature = existing.accepted_signature if existing else None
+            if payload.cumulative_amount > accepted or signature is None:
+                accepted, signature = max(accepted, payload.cumulative_amount), payload.signature
+            channel = self.state.put(
+                ServerChannel(
+                    channel_id=channel_id,
+                    payer=state.payer,
+                    authorized_signer=state.authorized_signer,
+                    deposit=state.deposit,
+                    settled=state.settled,
+                    accepted=max(accepted, state.settled),
+                    accepted_signature=signature,
+                    spent=max(existing.spent if existing else 0, state.settled),
+                )
+            )
+        log.info("session.open", channel=channel_id, deposit=state.deposit)
+        return Accepted("open", channel, challenge, tx.hash)
+
+    # -- top-up ----------------------------------------------------------------------------
+
+    async def _top_up(self, payload: TopUpPayload, challenge: Challenge) -> Accepted:
+        channel = await self._known_channel(payload.channel_id)
+        try:
+            tx = decode_signed_transaction(payload.transaction)
+        except InvalidTransaction as exc:
+            raise VerificationFailedProblem(str(exc)) from None
+        call = decode_payer_call(tx.data)
+        if tx.to != self.config.escrow or call is None or call.function != "topUp":
+            raise VerificationFailedProblem("the transaction does not call topUp() on this escrow")
+        if call.args["channelId"] != payload.channel_id:
+            raise VerificationFailedProblem("the topUp transaction is for another channel")
+        if call.args["additionalDeposit"] != payload.additional_deposit:
+            raise VerificationFailedProblem("additionalDeposit does not match the transaction")
+        async with self.lock(channel.channel_id):
+            try:
+                raw = SignedTransaction(payload.transaction, tx.hash, tx.nonce, tx.sender)
+                receipt = await self.chain.send_and_wait(raw, context="topUp")
+            except ContractReverted as exc:
+                raise VerificationFailedProblem(f"topUp reverted: {exc.error_name}") from None
+            except ChainError as exc:
+                raise VerificationFailedProblem(f"topUp could not be broadcast: {exc}") from None
+            topped = [
+                e
+                for e in self.escrow.events(receipt)
+                if e.name == "TopUp" and e.channel_id == channel.channel_id
+            ]
+            if (
+                not topped
+                or int(topped[0].values["additionalDeposit"]) != payload.additional_deposit
+            ):
+                raise VerificationFailedProblem("the topUp transaction did not add that deposit")
+            state = await self._chain_state(channel.channel_id, fresh=True)
+            if state.finalized:
+                raise ChannelFinalizedProblem(extras={"channelId": channel.channel_id})
+            current = self.state.get(channel.channel_id) or channel
+            channel = self.state.put(replace(current, deposit=state.deposit, settled=state.settled))
+        self._wake(channel.channel_id)
+        return Accepted("topUp", channel, challenge, tx.hash)
+
+    # -- vouchers ----------------------------------------------------------------------------
+
+    async def _voucher(
+        self, payload: VoucherPayload, challenge: Challenge, faults: frozenset[Fault]
+    ) -> Accepted:
+        channel = await self._known_channel(payload.channel_id)
+        # Vouchers that answer our own demand are never throttled; unsolicited ones are.
+        demanded = self._demanded.get(channel.channel_id)
+        solicited = demanded is not None and payload.cumulative_amount >= demanded
+        wait = 0.0 if solicited else self._bucket(channel.channel_id).take()
+        if wait > 0:
+            raise RateLimited(
+                "too many vouchers for this channel", extras={"retryAfter": str(int(wait) + 1)}
+            )
+        if Fault.REJECT_VOUCHER in faults:
+            raise VerificationFailedProblem("voucher rejected (fault injection)")
+        if Fault.SLOW_VOUCHER in faults:
+            await asyncio.sleep(self.config.slow_voucher_delay)
+        amount = payload.cumulative_amount
+        async with self.lock(channel.channel_id):
+            channel = self.state.get(channel.channel_id) or channel
+            if amount < channel.accepted:
+                raise VerificationFailedProblem(
+                    f"voucher {amount} is below the accepted cumulative {channel.accepted}",
+                    extras={"channelId": channel.channel_id},
+                )
+            if amount == channel.accepted and payload.signature == channel.accepted_signature:
+                return Accepted("voucher", channel, challenge)  # idempotent retry
+            state = await self._chain_state(channel.channel_id)
+            self._check_usable(state)
+            self._verify_signature(
+                payload.signature, channel.channel_id, amount, state.expected_signer
+            )
+            if amount == channel.accepted:
+                return Accepted("voucher", channel, challenge)
+            delta = self.config.min_voucher_delta
+            if delta is not None and amount - channel.accepted < delta:
+                raise DeltaTooSmallProblem(
+                    f"increase {amount - channel.accepted} is below minVoucherDelta {delta}",
+                    extras={"channelId": channel.channel_id},
+                )
+            if amount > state.deposit:
+                raise AmountExceedsDepositProblem(
+                    f"voucher {amount} exceeds the deposit {state.deposit}",
+                    extras={"channelId": channel.channel_id, "deposit": str(state.deposit)},
+                )
+            channel = self.state.put(
+                replace(channel, accepted=amount, accepted_signature=payload.signature,
+                        deposit=state.deposit)
+            )  # fmt: skip
+        self._wake(channel.channel_id)
+        return Accepted("voucher", channel, challenge)
+
+    def demand(self, channel_id: str, required: int) -> asyncio.Event:
+        """Record a voucher demand; the returned event fires when a voucher is accepted.
+
+        Take the event *before* sending the demand, so a voucher that arrives
+        at once cannot be missed.
+        """
+        self._demanded[channel_id] = required
+        return self._voucher_events.setdefault(channel_id, asyncio.Event())
+
+    def _wake(self, channel_id: str) -> None:
+        self._demanded.pop(channel_id, None)
+        event = self._voucher_events.pop(channel_id, None)
+        if event is not None:
+            event.set()
+
+    # -- close -------------------------------------------------------------------------------
+
+    async def _close(self, payload: ClosePayload, challenge: Challenge) -> Accepted:
+        channel = await self._known_channel(payload.channel_id)
+        async with self.lock(channel.channel_id):
+            channel = self.state.get(channel.channel_id) or channel
+            state = await self._chain_state(channel.channel_id, fresh=True)
+            if state.finalized:
+                raise ChannelFinalizedProblem(extras={"channelId": channel.channel_id})
+            self._verify_signature(
+                payload.signature, channel.channel_id, payload.cumulative_amount,
+                state.expected_signer,
+            )  # fmt: skip
+            capture = max(channel.spent, state.settled)
+            if payload.cumulative_amount != capture:
+                # v1 closes at the voucher's amount: anything but the consumed amount
+                # would either underpay us or capture funds the client never used.
+                raise VerificationFailedProblem(
+                    f"the close voucher must be for exactly {capture} (spent)",
+                    extras={"channelId": channel.channel_id, "requiredCloseAmount": str(capture)},
+                )
+            try:
+                tx = await self.escrow.sign_close(
+                    self.wallet, channel.channel_id, capture, payload.signature
+                )
+                await self.chain.send_and_wait(tx, context="close")
+            except ContractReverted as exc:
+                raise VerificationFailedProblem(f"close reverted: {exc.error_name}") from None
+            channel = self.state.put(
+                replace(channel, finalized=True, close_tx=tx.hash, settled=capture)
+            )
+            self._chain_seen.pop(channel.channel_id, None)
+        self._wake(channel.channel_id)
+        log.info("session.close", channel=channel.channel_id, captured=capture)
+        return Accepted("close", channel, challenge, tx.hash)
+
+    # -- metering ------------------------------------------------------------------------------
+
+    async def charge(self, channel_id: str, amount: int) -> ServerChannel | None:
+        """Add ``amount`` to ``spent`` if the accepted vouchers cover it; ``None`` if not."""
+        async with self.lock(channel_id):
+            channel = self.state.get(channel_id)
+            if channel is None or channel.finalized or channel.available < amount:
+                return None
+            return self.state.charge(channel_id, amount)
+
+    def receipt(
+        self,
+        channel: ServerChannel,
+        challenge_id: str,
+        *,
+        units: int | None = None,
+        tx_hash: str | None = None,
+        faults: frozenset[Fault] = frozenset(),
+    ) -> dict[str, JSON]:
+        """A session receipt for ``channel`` (faults may falsify it on purpose)."""
+        channel_id = channel.channel_id
+        spent = channel.spent
+        if Fault.WRONG_CHANNEL in faults:
+            channel_id = "0x" + "ee" * 32
+        if Fault.WRONG_CHALLENGE in faults:
+            challenge_id = "not-the-challenge-you-used"
+        if Fault.OVERCHARGE in faults:
+            spent = min(channel.accepted, spent + 10 * self.config.price_per_token)
+        receipt: dict[str, JSON] = {
+            "method": "tempo",
+            "intent": "session",
+            "status": "success",
+            "timestamp": format_rfc3339(datetime.now(UTC)),
+            "reference": channel_id,
+            "challengeId": challenge_id,
+            "channelId": channel_id,
+            "acceptedCumulative": str(channel.accepted),
+            "spent": str(spent),
+        }
+        if units is not None:
+            receipt["units"] = units
+        if tx_hash is not None:
+            receipt["txHash"] = tx_hash
+        return receipt
+
+    # -- internals -------------------------------------------------------------------------------
+
+    async def _known_channel(self, channel_id: str) -> ServerChannel:
+        channel = self.state.get(channel_id)
+        if channel is None:
+            # Opened elsewhere (or before a crash): adopt it if the chain says it is ours.
+            state = await self._chain_state(channel_id, fresh=True)
+            if not state.exists or state.payee != self.payee or state.token != self.token:
+                raise ChannelNotFoundProblem(
+                    "no channel with this id pays this server", extras={"channelId": channel_id}
+                )
+            channel = self.state.put(
+                ServerChannel(
+                    channel_id=channel_id,
+                    payer=state.payer,
+                    authorized_signer=state.authorized_signer,
+                    deposit=state.deposit,
+                    settled=state.settled,
+                    accepted=state.settled,
+                    accepted_signature=None,
+                    spent=state.settled,
+                    finalized=state.finalized,
+                )
+            )
+        if channel.finalized:
+            raise ChannelFinalizedProblem("the channel is closed", extras={"channelId": channel_id})
+        return channel
+
+    async def _chain_state(self, channel_id: str, *, fresh: bool = False) -> ChannelState:
+        seen = self._chain_seen.get(channel_id)
+        now = time.monotonic()
+        if seen and not fresh and now - seen[0] < self.config.chain_check_interval:
+            return seen[1]
+        try:
+            state = await self.escrow.get_channel(channel_id)
+        except ChainError as exc:
+            raise VerificationFailedProblem(
+                f"cannot read the channel from the chain: {exc}"
+            ) from None
+        self._chain_seen[channel_id] = (now, state)
+        return state
+
+    def _check_usable(self, state: ChannelState) -> None:
+        if not state.exists:
+            raise ChannelNotFoundProblem(extras={"channelId": state.channel_id})
+        if state.payee != self.payee or state.token != self.token:
+            raise VerificationFailedProblem("the channel does not pay this server in this token")
+        if state.finalized:
+            raise ChannelFinalizedProblem(extras={"channelId": state.channel_id})
+        if state.close_requested_at:
+            raise VerificationFailedProblem(
+                "a forced close is pending on this channel; no more vouchers are accepted",
+                extras={"channelId": state.channel_id},
+            )
+        if state.deposit - state.settled < self.config.price_per_token:
+            raise AmountExceedsDepositProblem(
+                "the channel's available deposit cannot pay for one token",
+                extras={"channelId": state.channel_id},
+            )
+
+    def _verify_signature(
+        self, signature: str, channel_id: str, amount: int, expected_signer: str
+    ) -> None:
+        try:
+            signer = recover_voucher_signer(
+                signature, channel_id, amount, self.config.escrow, self.chain_id
+            )
+        except InvalidSignature as exc:
+            raise InvalidSignatureProblem(str(exc), extras={"channelId": channel_id}) from None
+        if signer.lower() != expected_signer:
+            raise SignerMismatchProblem(
+                "the voucher is not signed by the channel's authorized signer",
+                extras={"channelId": channel_id},
+            )
+
+    def _bucket(self, channel_id: str) -> _Bucket:
+        bucket = self._buckets.get(channel_id)
+        if bucket is None:
+            bucket = _Bucket(self.config.voucher_rate_per_second, self.config.voucher_burst)
+            self._buckets[channel_id] = bucket
+        return bucket
