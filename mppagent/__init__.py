@@ -1,3 +1,125 @@
-"""mppagent: pay for metered HTTP services, token by token, with the Machine Payments Protocol."""
+"""mppagent: pay for metered HTTP services, token by token, with the Machine Payments Protocol.
+
+The public API::
+
+    from mppagent import Agent, SpendPolicy
+
+    async with Agent(private_key=key, rpc_url=rpc, policy=SpendPolicy(...)) as agent:
+        async for event in agent.stream("POST", url, json=body):
+            ...
+
+Layers, inner to outer: :mod:`mppagent.protocol` (the Payment scheme, pure),
+:mod:`mppagent.tempo` (vouchers, channel ids, the escrow), :mod:`mppagent.session`
+(policy, engine, store), :mod:`mppagent.transport` (HTTP), :class:`Agent`.
+The reference server lives in :mod:`mppagent.devserver`, the local chain in
+:mod:`mppagent.devchain`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Public names and the module that defines each. Imported lazily (PEP 562), so
+# ``import mppagent.protocol`` stays free of httpx, web3 and Starlette.
+_EXPORTS: dict[str, str] = {
+    "Agent": "mppagent.agent",
+    "AgentChannels": "mppagent.agent",
+    "CloseResult": "mppagent.agent",
+    "ChainError": "mppagent.errors",
+    "ConfigError": "mppagent.errors",
+    "MppagentError": "mppagent.errors",
+    "NetworkError": "mppagent.errors",
+    "PaymentError": "mppagent.errors",
+    "PolicyViolation": "mppagent.errors",
+    "ProtocolError": "mppagent.errors",
+    "ServerMisbehaviour": "mppagent.errors",
+    "StoreError": "mppagent.errors",
+    "CloseNotReady": "mppagent.manager",
+    "ForcedCloseResult": "mppagent.manager",
+    "SpendPolicy": "mppagent.session.policy",
+    "ChannelRecord": "mppagent.session.store",
+    "ChannelStatus": "mppagent.session.store",
+    "ChannelStore": "mppagent.session.store",
+    "MemoryChannelStore": "mppagent.session.store",
+    "SqliteChannelStore": "mppagent.session.store",
+    "PaymentEvent": "mppagent.transport.paying",
+    "PaymentTransport": "mppagent.transport.paying",
+    "StreamInterrupted": "mppagent.transport.paying",
+    "VoucherDeliveryFailed": "mppagent.transport.paying",
+    "SSEEvent": "mppagent.transport.sse",
+}
+
+__all__ = [
+    "Agent",
+    "AgentChannels",
+    "ChainError",
+    "ChannelRecord",
+    "ChannelStatus",
+    "ChannelStore",
+    "CloseNotReady",
+    "CloseResult",
+    "ConfigError",
+    "ForcedCloseResult",
+    "MemoryChannelStore",
+    "MppagentError",
+    "NetworkError",
+    "PaymentError",
+    "PaymentEvent",
+    "PaymentTransport",
+    "PolicyViolation",
+    "ProtocolError",
+    "SSEEvent",
+    "ServerMisbehaviour",
+    "SpendPolicy",
+    "SqliteChannelStore",
+    "StoreError",
+    "StreamInterrupted",
+    "VoucherDeliveryFailed",
+    "__version__",
+]
+
+if TYPE_CHECKING:
+    from mppagent.agent import Agent, AgentChannels, CloseResult
+    from mppagent.errors import (
+        ChainError,
+        ConfigError,
+        MppagentError,
+        NetworkError,
+        PaymentError,
+        PolicyViolation,
+        ProtocolError,
+        ServerMisbehaviour,
+        StoreError,
+    )
+    from mppagent.manager import CloseNotReady, ForcedCloseResult
+    from mppagent.session.policy import SpendPolicy
+    from mppagent.session.store import (
+        ChannelRecord,
+        ChannelStatus,
+        ChannelStore,
+        MemoryChannelStore,
+        SqliteChannelStore,
+    )
+    from mppagent.transport.paying import (
+        PaymentEvent,
+        PaymentTransport,
+        StreamInterrupted,
+        VoucherDeliveryFailed,
+    )
+    from mppagent.transport.sse import SSEEvent
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mppagent' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

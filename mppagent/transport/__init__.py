@@ -1,0 +1,1 @@
+"""HTTP for payments: the paying httpx transport, the SSE splitter and unit meters."""
