@@ -27,6 +27,7 @@ from typing import Any, Self
 
 import httpx
 
+from mppagent import failpoints
 from mppagent.errors import ConfigError, PolicyViolation, ServerMisbehaviour, StoreError
 from mppagent.manager import ChannelManager, ForcedCloseResult
 from mppagent.protocol import (
@@ -41,6 +42,7 @@ from mppagent.session.store import (
     OperationKind,
     OperationState,
     SqliteChannelStore,
+    lease_is_live,
 )
 from mppagent.tempo.chain import ChainClient, Wallet
 from mppagent.tempo.schemas import ClosePayload, SessionReceipt
@@ -229,8 +231,9 @@ class AgentChannels:
             raise StoreError(f"channel {channel_id} is already {record.status}")
         if record.url is None:
             raise ConfigError(f"channel {channel_id} has no URL to send the close to")
-        busy = record.lease_owner and record.lease_owner != manager.owner
-        if busy and record.lease_until > datetime.now(UTC).timestamp():
+        if record.lease_owner != manager.owner and lease_is_live(
+            record.lease_owner, record.lease_until
+        ):
             raise StoreError(f"channel {channel_id} is in use by a stream; close it later")
         offer = await self._offer_for(record)
         try:
@@ -267,6 +270,7 @@ class AgentChannels:
                 # the server could settle anyway, so closing there costs nothing extra.
                 amount = wanted
                 continue
+            failpoints.hit("close.sent")
             return await self._verify_close(record, amount, receipt)
         raise ServerMisbehaviour("close_amount", "the server keeps refusing the close amount")
 

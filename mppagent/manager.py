@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from dataclasses import dataclass
 
+from mppagent import failpoints
 from mppagent.errors import ChainError, ConfigError, PolicyViolation, StoreError
 from mppagent.logging import get_logger
 from mppagent.session.policy import Offer, SpendPolicy
@@ -33,6 +33,7 @@ from mppagent.session.store import (
     OperationState,
     Scope,
     SignedVoucher,
+    new_owner_id,
 )
 from mppagent.tempo.chain import ChainClient, ContractReverted, SignedTransaction, Wallet
 from mppagent.tempo.channel_id import compute_channel_id, random_salt
@@ -100,7 +101,7 @@ class ChannelManager:
         self.lease_ttl = lease_ttl
         self.pool_wait = pool_wait
         self.withdraw_margin = withdraw_margin
-        self.owner = f"{uuid.uuid4().hex}"
+        self.owner = new_owner_id()
         self._escrows: dict[str, Escrow] = {}
         self._funding_locks: dict[str, asyncio.Lock] = {}
         self._funding_held: dict[str, asyncio.Lock] = {}
@@ -259,6 +260,7 @@ class ChannelManager:
             signature=voucher.signature,
         )
         log.info("channel.open.signed", channel=record.channel_id, deposit=record.deposit)
+        failpoints.hit("open.recorded")
         return payload, op
 
     async def confirm_open(self, record: ChannelRecord, op: Operation) -> ChannelRecord:
@@ -349,6 +351,7 @@ class ChannelManager:
         self.store.begin_operation(
             record.channel_id, OperationKind.CLOSE, amount, payload=signature
         )
+        failpoints.hit("close.recorded")
         return signature
 
     # -- top-ups ----------------------------------------------------------------------------------
@@ -373,6 +376,7 @@ class ChannelManager:
             self._end_funding(record.channel_id)
             raise
         op = self._record_tx(record, OperationKind.TOP_UP, amount, tx)
+        failpoints.hit("topup.recorded")
         payload = TopUpPayload(
             channel_id=record.channel_id, transaction=tx.raw, additional_deposit=amount
         )
@@ -428,6 +432,13 @@ class ChannelManager:
                     state = await self.escrow(record.scope.escrow).get_channel(op.channel_id)
                     if state.finalized:
                         self.store.finish_operation(op.op_id, OperationState.CONFIRMED)
+                    else:
+                        # The server never closed with it; a later close signs afresh.
+                        self.store.finish_operation(
+                            op.op_id, OperationState.FAILED, "not closed on chain"
+                        )
+                        if record.status == ChannelStatus.CLOSING:
+                            self.store.update(op.channel_id, status=ChannelStatus.OPEN)
         return [
             await self.reconcile(channel_id)
             for channel_id in touched

@@ -24,9 +24,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -48,6 +50,8 @@ __all__ = [
     "Scope",
     "SignedVoucher",
     "SqliteChannelStore",
+    "lease_is_live",
+    "new_owner_id",
 ]
 
 SCHEMA_VERSION = 1
@@ -616,14 +620,15 @@ class SqliteChannelStore:
         now = time.time()
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT channel_id, deposit, signed FROM channels"
-                " WHERE scope = ? AND status = ? AND (lease_owner IS NULL OR lease_until < ?)",
-                (scope.key, str(ChannelStatus.OPEN), now),
+                "SELECT channel_id, deposit, signed, lease_owner, lease_until FROM channels"
+                " WHERE scope = ? AND status = ?",
+                (scope.key, str(ChannelStatus.OPEN)),
             ).fetchall()
             candidates = [
                 (int(deposit) - int(signed), cid)
-                for cid, deposit, signed in rows
+                for cid, deposit, signed, holder, until in rows
                 if int(deposit) - int(signed) >= min_remaining
+                and not lease_is_live(holder, float(until), now)
             ]
             if not candidates:
                 return None
@@ -683,6 +688,33 @@ class MemoryChannelStore(SqliteChannelStore):
 
     def __init__(self) -> None:
         super().__init__(":memory:")
+
+
+def new_owner_id() -> str:
+    """A lease owner id: host and pid (so dead owners can be detected) plus a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def lease_is_live(owner: str | None, until: float, now: float | None = None) -> bool:
+    """Whether a lease still binds: not expired, and its owner process not known dead.
+
+    A process killed mid-stream never releases its leases; when the owner ran
+    on this host and its pid is gone, the lease is void at once instead of
+    after its time-to-live.
+    """
+    if owner is None or until < (time.time() if now is None else now):
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _prepare_private_file(path: Path) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from mppagent import failpoints
 from mppagent.errors import NetworkError, ServerMisbehaviour
 from mppagent.logging import get_logger
 from mppagent.manager import ChannelManager, Checkout
@@ -206,6 +207,9 @@ class _PaidRequest:
                     return await self._success(response, offer)
                 await response.aread()
                 await response.aclose()
+                if response.status_code in _STATUS_RETRYABLE and self.open_op is None:
+                    await asyncio.sleep(min(_retry_after(response) or 0.5, 5.0))
+                    continue  # same credential again: nothing new is signed
                 problem = parse_problem(response)
                 if self.open_op is not None:
                     # An error answer to our open: the server may have broadcast it anyway.
@@ -332,6 +336,7 @@ class _PaidRequest:
         """Confirm an open, check the header receipt, and hand the body over."""
         try:
             if self.open_op is not None:
+                failpoints.hit("open.sent")
                 self.record = await self.manager.confirm_open(self.record, self.open_op)
                 self.exchange.deposit = self.record.deposit
                 self.open_op = None
@@ -385,6 +390,7 @@ async def _top_up(
     """Sign ``topUp``, hand it to the server, and confirm the new deposit on chain."""
     payload, op = await t.manager.top_up_payload(record, amount)
     await deliver(t, url, offer, payload, _checker(exchange))
+    failpoints.hit("topup.sent")
     record = await t.manager.confirm_top_up(record, op)
     exchange.deposit_increased(record.deposit)
     t.emit(PaymentEvent("top_up", record.channel_id, amount, detail={"deposit": record.deposit}))
@@ -651,6 +657,7 @@ class PaidStream(httpx.AsyncByteStream):
             amount = decision.amount
         payload = manager.voucher_payload(self.record, amount)
         self.exchange.voucher_signed(payload.cumulative_amount)
+        failpoints.hit("voucher.recorded")
         receipt = await deliver(
             self.t,
             self.url,
@@ -659,6 +666,7 @@ class PaidStream(httpx.AsyncByteStream):
             _checker(self.exchange),
             challenge_id_holder=self.offer_holder,
         )
+        failpoints.hit("voucher.sent")
         if receipt is not None:
             manager.store.record_receipt(
                 self.record.channel_id, accepted=receipt.accepted_cumulative, spent=receipt.spent

@@ -1,0 +1,141 @@
+"""SIGKILL the paying agent mid-payment; after a restart nothing is lost or paid twice.
+
+A child process runs an agent against the reference server. It is killed
+either at a named write-ahead point (``MPPAGENT_FAILPOINT``, see
+:mod:`mppagent.failpoints`) or at a random moment. A fresh agent on the same
+store then recovers, keeps using or closes every channel, and the chain, the
+server's books and the agent's ledger must agree to the base unit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from mppagent import Agent, ChannelStatus
+from mppagent.devchain import DevAccount, DevChain
+from mppagent.devserver import RunningServer
+from mppagent.failpoints import POINTS
+from mppagent.session.store import OperationKind, OperationState
+from mppagent.tempo.escrow import Token
+
+from .conftest import CHAT, AgentFactory, ServerFactory, chat_body
+
+CHILD = Path(__file__).with_name("crash_child.py")
+PRICE = 25
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+async def spawn(
+    chain: DevChain, payer: DevAccount, url: str, store: Path, *args: str, failpoint: str = ""
+) -> asyncio.subprocess.Process:
+    env = {**os.environ, "CRASH_CHILD_KEY": payer.private_key, "MPPAGENT_FAILPOINT": failpoint}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, str(CHILD), chain.rpc_url, url, str(store), *args,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def token_balances(chain: DevChain, *who: str) -> list[int]:
+    client = chain.client()
+    try:
+        token = Token(client, chain.token)
+        return [await token.balance_of(a) for a in who]
+    finally:
+        await client.close()
+
+
+def assert_vouchers_monotonic(agent: Agent) -> None:
+    for record in agent.channels.list():
+        amounts = [
+            op.amount
+            for op in agent.store.operations(record.channel_id, kind=OperationKind.VOUCHER)
+        ]
+        assert amounts == sorted(set(amounts)), record.channel_id
+        if amounts:
+            assert record.signed == amounts[-1]
+
+
+async def finish_and_reconcile(
+    chain: DevChain, server: RunningServer, agent: Agent, payer: DevAccount, payee: DevAccount,
+    before: list[int],
+) -> None:  # fmt: skip
+    """Use the recovered store once more, close every live channel, check the books."""
+    assert not agent.store.operations(state=OperationState.PENDING)
+    assert not [r for r in agent.channels.list() if r.status == ChannelStatus.OPENING]
+    async for _ in agent.stream("POST", server.url + CHAT, json=chat_body(20)):
+        pass
+    books = server.app.state.devserver
+    payee_state = await books.payee()
+    total_paid = 0
+    for record in agent.channels.list():
+        if record.status in (ChannelStatus.OPEN, ChannelStatus.CLOSING):
+            result = await agent.channels.close(record.channel_id)
+            server_view = payee_state.state.get(record.channel_id)
+            assert server_view is not None
+            assert result.paid == server_view.spent
+            assert result.refunded == result.deposit - result.paid
+        state = await agent.manager.escrow(chain.escrow).get_channel(record.channel_id)
+        if state.exists:
+            assert state.finalized, record.channel_id
+            total_paid += state.settled
+    assert_vouchers_monotonic(agent)
+    payer_after, payee_after = await token_balances(chain, payer.address, payee.address)
+    assert before[0] - payer_after == total_paid
+    assert payee_after - before[1] == total_paid
+
+
+@pytest.mark.parametrize("point", POINTS)
+async def test_crash_matrix(
+    chain: DevChain,
+    start_server: ServerFactory,
+    make_agent: AgentFactory,
+    payer: DevAccount,
+    payee: DevAccount,
+    tmp_path: Path,
+    point: str,
+) -> None:
+    # A deposit of 60 tokens forces a top-up during a 150-token stream.
+    server = await start_server(suggested_deposit=60 * PRICE, lookahead_tokens=50)
+    store = tmp_path / "crash.db"
+    before = await token_balances(chain, payer.address, payee.address)
+    child = await spawn(chain, payer, server.url + CHAT, store, "150", "1", "close",
+                        failpoint=point)  # fmt: skip
+    out, err = await asyncio.wait_for(child.communicate(), 120)
+    assert child.returncode == -signal.SIGKILL, (point, out, err.decode()[-2000:])
+    agent = await make_agent(store_path=store)  # start() recovers pending operations
+    assert_vouchers_monotonic(agent)
+    await finish_and_reconcile(chain, server, agent, payer, payee, before)
+
+
+async def test_random_kills(
+    chain: DevChain,
+    server: RunningServer,
+    make_agent: AgentFactory,
+    payer: DevAccount,
+    payee: DevAccount,
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "random.db"
+    before = await token_balances(chain, payer.address, payee.address)
+    rng = random.Random(20261121)
+    for _ in range(3):
+        child = await spawn(chain, payer, server.url + CHAT, store, "400", "50")
+        await asyncio.sleep(rng.uniform(1.0, 3.0))
+        assert child.returncode is None, (await child.communicate())[1].decode()[-600:]
+        child.kill()
+        await asyncio.wait_for(child.communicate(), 60)
+        agent = await make_agent(store_path=store)
+        assert_vouchers_monotonic(agent)
+        for record in agent.channels.list():
+            assert record.spent <= record.accepted <= record.signed <= record.deposit
+        await agent.aclose()
+    agent = await make_agent(store_path=store)
+    await finish_and_reconcile(chain, server, agent, payer, payee, before)
