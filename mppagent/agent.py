@@ -46,7 +46,13 @@ from mppagent.session.store import (
 )
 from mppagent.tempo.chain import ChainClient, Wallet
 from mppagent.tempo.schemas import ClosePayload, SessionReceipt
-from mppagent.transport.paying import Observer, PaymentTransport, deliver
+from mppagent.transport.paying import (
+    PAID_STREAM,
+    Observer,
+    PaidStream,
+    PaymentTransport,
+    deliver,
+)
 from mppagent.transport.sse import SSEEvent, SSEParser
 
 __all__ = ["Agent", "AgentChannels", "CloseResult"]
@@ -165,10 +171,15 @@ class Agent:
             if response.status_code >= 400:
                 await response.aread()
                 response.raise_for_status()
+            paid = response.extensions.get(PAID_STREAM)
+            if isinstance(paid, PaidStream):
+                async for event in paid.events():  # parsed once, by the payment layer
+                    yield event
+                return
             parser = SSEParser()
             async for chunk in response.aiter_bytes():
                 for event in parser.feed(chunk):
-                    if event.data or event.event != "":
+                    if event.data or event.event:
                         yield event
 
     def http_client(self) -> httpx.AsyncClient:

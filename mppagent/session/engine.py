@@ -84,6 +84,8 @@ class PaidExchange:
         self.delivered = 0
         self.final: SessionReceipt | None = None
         self.vouchers_signed = 0
+        self.demand_window: int | None = None
+        self.steady_demands = 0
 
     # -- what the application received ---------------------------------------------
 
@@ -176,6 +178,11 @@ class PaidExchange:
                 f"{self.channel_id}",
             )
         required = need.required_cumulative
+        if required > self.signed:
+            # How far past what was delivered the server asks to be paid: its window.
+            window = required - self._delivered_cost()
+            self.steady_demands = self.steady_demands + 1 if window == self.demand_window else 0
+            self.demand_window = window
         if required <= self.signed:
             # Already authorised (duplicate event or a lost voucher): resend, sign nothing new.
             return SignVoucher(self.signed, resend=True)
@@ -193,6 +200,35 @@ class PaidExchange:
             amount = self.policy.top_up_amount(self.deposit, required, self.initial_deposit)
             return TopUp(amount=amount, then_sign=required)
         return SignVoucher(required)
+
+    def proactive_voucher(self) -> SignVoucher | None:
+        """Pay the server's next window *before* it has to ask, when that is allowed.
+
+        Once the server has asked twice in a row for the same window beyond
+        the delivered units (its steady look-ahead), and less than a window is
+        still prepaid, pay ahead now -- up to two windows, within the policy's
+        look-ahead -- so the voucher arrives before the balance runs out and the
+        stream does not pause. The
+        same ceiling as for demands applies (delivered units plus the policy's
+        look-ahead); nothing proactive needs a top-up or breaks a budget --
+        those wait for a real demand.
+        """
+        window = self.demand_window
+        if window is None or window <= 0 or self.steady_demands < 1 or self.final is not None:
+            return None
+        delivered_cost = self._delivered_cost()
+        if self.signed - delivered_cost >= window:
+            return None  # a full window is still prepaid
+        # Stay up to two windows ahead (if the policy's look-ahead allows), so the
+        # voucher has a whole window's worth of tokens to arrive in.
+        ceiling = self._spend_ceiling(self.policy.lookahead_units)
+        target = min(delivered_cost + 2 * window, ceiling)
+        if (target - self.signed) * 2 < window or target > self.deposit:
+            return None  # too small to be worth a request, or needs a top-up
+        budget = self.policy.budget_per_request
+        if budget is not None and target - self.signed_at_start > budget:
+            return None
+        return SignVoucher(target)
 
     def required_for_balance(self, required_top_up: int) -> SignVoucher | TopUp:
         """Answer an ``insufficient-balance`` problem (non-streaming requests)."""
@@ -216,6 +252,10 @@ class PaidExchange:
         self.deposit = max(self.deposit, new_deposit)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _delivered_cost(self) -> int:
+        start = self.spent if self.spent_at_start is None else self.spent_at_start
+        return start + self.delivered * self.price
 
     def _spend_ceiling(self, ahead_units: int) -> int:
         start = self.spent if self.spent_at_start is None else self.spent_at_start

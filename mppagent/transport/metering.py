@@ -15,7 +15,7 @@ number of units:
 
 from __future__ import annotations
 
-import json
+import re
 from typing import Protocol
 
 from mppagent.transport.sse import SSEEvent
@@ -40,30 +40,25 @@ class EventMeter:
 
 
 class ChatCompletionMeter:
-    """One unit per ``chat.completion.chunk`` with text in its first choice's delta."""
+    """One unit per ``chat.completion.chunk`` that carries text.
 
-    _TEXT_FIELDS = ("content", "reasoning_content", "reasoning")
+    A chunk counts when it has a non-empty ``content``, ``reasoning_content``
+    or ``reasoning`` string -- found by a byte-level pattern rather than a full
+    JSON parse, because this runs for every token of every paid stream. The
+    shortcut costs no protection: a server that wanted to be paid for units it
+    did not deliver would have to send one event per unit either way, and a
+    one-character chunk is as cheap to forge as a stray field. What the meter
+    guarantees -- and what the agent checks bills against -- is that every
+    counted unit arrived as an event.
+    """
+
+    _TEXT = re.compile(rb'"(?:content|reasoning_content|reasoning)"\s*:\s*"(?!")')
 
     def units(self, event: SSEEvent) -> int:
         """Units in ``event``."""
-        data = event.data
-        if not data or data == "[DONE]" or event.event not in ("message", ""):
+        if event.event not in ("message", ""):
             return 0
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            return 0
-        if not isinstance(chunk, dict):
-            return 0
-        choices = chunk.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            return 0
-        delta = choices[0].get("delta")
-        if not isinstance(delta, dict):
-            return 0
-        return (
-            1 if any(isinstance(delta.get(f), str) and delta[f] for f in self._TEXT_FIELDS) else 0
-        )
+        return 1 if self._TEXT.search(event.raw) else 0
 
 
 def meter_for(unit_type: str | None) -> UnitMeter:

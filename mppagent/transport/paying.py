@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 from mppagent import failpoints
-from mppagent.errors import NetworkError, ServerMisbehaviour
+from mppagent.errors import NetworkError, PolicyViolation, ServerMisbehaviour
 from mppagent.logging import get_logger
 from mppagent.manager import ChannelManager, Checkout
 from mppagent.protocol import (
@@ -67,9 +67,10 @@ from mppagent.tempo.schemas import (
     parse_model,
 )
 from mppagent.transport.metering import UnitMeter, meter_for
-from mppagent.transport.sse import SSEParser
+from mppagent.transport.sse import SSEEvent, SSEParser
 
 __all__ = [
+    "PAID_STREAM",
     "PaidStream",
     "PaymentEvent",
     "PaymentTransport",
@@ -84,6 +85,9 @@ log = get_logger("mppagent.transport")
 _CHALLENGE_PROBLEMS = (InvalidChallengeProblem, ChallengeNotFoundProblem, PaymentExpiredProblem)
 _GONE_PROBLEMS = (ChannelNotFoundProblem, ChannelFinalizedProblem)
 _STATUS_RETRYABLE = {429, 500, 502, 503, 504}
+
+PAID_STREAM = "mppagent.paid_stream"
+"""Response extension holding the :class:`PaidStream`, for consumers that want parsed events."""
 
 
 class StreamInterrupted(NetworkError):
@@ -365,7 +369,7 @@ class _PaidRequest:
                     status_code=response.status_code,
                     headers=response.headers,
                     stream=stream,
-                    extensions=response.extensions,
+                    extensions={**response.extensions, PAID_STREAM: stream},
                     request=self.request,
                 )
             await response.aread()
@@ -525,14 +529,28 @@ class PaidStream(httpx.AsyncByteStream):
         self.url = url
         self.meter = meter
         self._queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=64)
-        self._needs: asyncio.Queue[tuple[NeedVoucher, float] | None] = asyncio.Queue()
+        self._needs: asyncio.Queue[tuple[NeedVoucher | SignVoucher, float] | None] = asyncio.Queue()
+        self._worker_busy = False
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self._last_renew = time.monotonic()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        """The application's bytes, exactly as sent, minus the payment events."""
+        async for batch in self._batches():
+            yield b"".join(event.raw for event in batch) if len(batch) > 1 else batch[0].raw
+
+    async def events(self) -> AsyncIterator[SSEEvent]:
+        """The application's events, already parsed (no second parse for ``Agent.stream``)."""
+        async for batch in self._batches():
+            for event in batch:
+                if event.data or event.event:
+                    yield event
+
+    async def _batches(self) -> AsyncIterator[list[SSEEvent]]:
+        """Application events per network chunk; payment events are acted on, not passed."""
         parser = SSEParser()
-        held: bytes | None = None
+        held: SSEEvent | None = None
         self._tasks = [
             asyncio.create_task(self._read(), name="mppagent-stream-reader"),
             asyncio.create_task(self._answer_vouchers(), name="mppagent-voucher-worker"),
@@ -545,7 +563,7 @@ class PaidStream(httpx.AsyncByteStream):
                     break
                 if isinstance(item, BaseException):
                     raise item
-                out: list[bytes] = []
+                out: list[SSEEvent] = []
                 for event in parser.feed(item):
                     if event.event == "payment-need-voucher":
                         need = parse_model(
@@ -557,7 +575,7 @@ class PaidStream(httpx.AsyncByteStream):
                     elif event.data == "[DONE]" and held is None:
                         # Hold the OpenAI end marker until the stream ends: an SDK stops
                         # reading at [DONE], and the final receipt may still follow it.
-                        held = event.raw
+                        held = event
                     else:
                         units = self.meter.units(event)
                         if units:
@@ -565,32 +583,45 @@ class PaidStream(httpx.AsyncByteStream):
                         if held is not None:
                             out.append(held)
                             held = None
-                        out.append(event.raw)
+                        out.append(event)
                 if out:
-                    yield b"".join(out) if len(out) > 1 else out[0]
+                    self._maybe_pay_ahead()
+                    yield out
                 if time.monotonic() - self._last_renew > manager.lease_ttl / 3:
                     manager.renew(self.record)
                     self._last_renew = time.monotonic()
             last, tail = parser.close()
+            rest: list[SSEEvent] = []
             for event in last:
                 if event.event == "payment-receipt":
                     self._final_receipt(event.data)
                 else:
-                    tail = event.raw + tail
+                    rest.append(event)
             if self.exchange.final is None:
                 raise StreamInterrupted(
                     f"the paid stream from {self.url} ended without a final receipt "
                     f"({self.exchange.delivered} units delivered); channel state is saved"
                 )
             if held is not None:
-                yield held
+                rest.insert(0, held)
             if tail:
-                yield tail
+                rest.append(SSEEvent("", "", None, None, tail))  # unterminated: bytes only
+            if rest:
+                yield rest
         except ServerMisbehaviour as exc:
             _mark_suspect(manager, self.record.channel_id, exc, self.url)
             raise
         finally:
             await self._shutdown()
+
+    def _maybe_pay_ahead(self) -> None:
+        """Queue a proactive voucher when the engine allows one and none is in flight."""
+        if self._worker_busy or not self._needs.empty():
+            return
+        decision = self.exchange.proactive_voucher()
+        if decision is not None:
+            self._worker_busy = True
+            self._needs.put_nowait((decision, time.perf_counter()))
 
     def _final_receipt(self, data: str) -> None:
         receipt = parse_model(SessionReceipt, parse_json_object(data), "payment-receipt")
@@ -636,6 +667,7 @@ class PaidStream(httpx.AsyncByteStream):
             if item is None:
                 return
             need, received_at = item
+            self._worker_busy = True
             try:
                 await self._answer(need, received_at)
             except BaseException as exc:
@@ -643,10 +675,15 @@ class PaidStream(httpx.AsyncByteStream):
                     raise
                 await self._queue.put(exc)
                 return
+            finally:
+                self._worker_busy = False
 
-    async def _answer(self, need: NeedVoucher, received_at: float) -> None:
+    async def _answer(self, need: NeedVoucher | SignVoucher, received_at: float) -> None:
         manager = self.t.manager
-        decision = self.exchange.on_need_voucher(need)
+        proactive = isinstance(need, SignVoucher)
+        decision = need if isinstance(need, SignVoucher) else self.exchange.on_need_voucher(need)
+        if proactive and decision.amount <= self.exchange.signed:
+            return  # a demand overtook it
         offer = self.offer_holder[0]
         if isinstance(decision, TopUp):
             self.record = await _top_up(
@@ -655,7 +692,12 @@ class PaidStream(httpx.AsyncByteStream):
             amount = decision.then_sign
         else:
             amount = decision.amount
-        payload = manager.voucher_payload(self.record, amount)
+        try:
+            payload = manager.voucher_payload(self.record, amount)
+        except PolicyViolation:
+            if proactive:
+                return  # e.g. the daily budget: wait for a real demand to refuse it
+            raise
         self.exchange.voucher_signed(payload.cumulative_amount)
         failpoints.hit("voucher.recorded")
         receipt = await deliver(
@@ -677,6 +719,7 @@ class PaidStream(httpx.AsyncByteStream):
                 self.record.channel_id,
                 payload.cumulative_amount,
                 seconds=time.perf_counter() - received_at,
+                detail={"proactive": proactive},
             )
         )
 

@@ -70,7 +70,9 @@ async def test_stream_1000_tokens_then_close_everything_agrees(
     (record,) = agent.channels.list()
     assert record.status == ChannelStatus.OPEN
     assert record.spent == 1000 * PRICE
-    assert record.accepted == record.signed == 1000 * PRICE
+    # Vouchers may run ahead of delivery by up to the policy's look-ahead (200 tokens),
+    # paid proactively so the stream need not pause; the close settles what was spent.
+    assert 1000 * PRICE <= record.accepted <= record.signed <= 1200 * PRICE
     history = [op.amount for op in agent.store.operations(kind=OperationKind.VOUCHER)]
     assert history == sorted(set(history))
 
@@ -108,7 +110,7 @@ async def test_channel_is_reused_by_a_second_agent_on_the_same_store(
     assert not [e for e in events if e.kind == "open"]
     (record,) = second.channels.list()
     assert record.spent == 300 * PRICE
-    assert record.signed == 300 * PRICE
+    assert 300 * PRICE <= record.signed <= 500 * PRICE
 
 
 async def test_top_up_mid_stream(

@@ -49,12 +49,12 @@ def receipt(spent: int, accepted: int, *, units: int | None = None, **over: str)
     return SessionReceipt.model_validate(data)
 
 
-def need(required: int, channel: str = CHANNEL) -> NeedVoucher:
+def need(required: int, channel: str = CHANNEL, accepted: int = 0) -> NeedVoucher:
     return NeedVoucher.model_validate(
         {
             "channelId": channel,
             "requiredCumulative": str(required),
-            "acceptedCumulative": "0",
+            "acceptedCumulative": str(accepted),
             "deposit": "100000",
         }
     )
@@ -177,3 +177,40 @@ def test_unit_tolerance_allows_metering_slack() -> None:
 def test_insufficient_balance_answer() -> None:
     ex = exchange(signed=1000, accepted=1000, spent=1000)
     assert ex.required_for_balance(1250) == SignVoucher(2250)
+
+
+def test_proactive_voucher_only_in_steady_state_and_within_the_ceiling() -> None:
+    ex = exchange(policy=SpendPolicy(lookahead_units=150))
+    ex.check_receipt(receipt(0, 0))
+    assert ex.on_need_voucher(need(100 * PRICE)) == SignVoucher(100 * PRICE)
+    ex.voucher_signed(100 * PRICE)
+    ex.delivered_units(60)
+    assert ex.proactive_voucher() is None  # one demand seen: its size may be the reply's end
+    ex.delivered_units(40)
+    assert ex.on_need_voucher(need(200 * PRICE, accepted=100 * PRICE)) == SignVoucher(200 * PRICE)
+    ex.voucher_signed(200 * PRICE)  # the same 100-token window twice: steady
+    assert ex.proactive_voucher() is None  # a full window (100) is still prepaid
+    ex.delivered_units(20)  # 120 delivered, 80 prepaid
+    # Two windows ahead would be 320, but the policy's look-ahead caps it at 120 + 150.
+    assert ex.proactive_voucher() == SignVoucher(270 * PRICE)
+    ex.voucher_signed(270 * PRICE)
+    ex.delivered_units(5)  # 125 delivered, 145 prepaid: nothing to do
+    assert ex.proactive_voucher() is None
+
+
+def test_proactive_voucher_never_needs_a_top_up_or_breaks_a_budget() -> None:
+    ex = exchange(policy=SpendPolicy(lookahead_units=200, budget_per_request=250 * PRICE),
+                  deposit=1_000_000)  # fmt: skip
+    ex.check_receipt(receipt(0, 0))
+    for required in (100, 200):
+        ex.on_need_voucher(need(required * PRICE, accepted=(required - 100) * PRICE))
+        ex.voucher_signed(required * PRICE)
+    ex.delivered_units(190)
+    assert ex.proactive_voucher() is None  # 300 would break the per-request budget of 250
+    small = exchange(policy=SpendPolicy(lookahead_units=200), deposit=250 * PRICE)
+    small.check_receipt(receipt(0, 0))
+    for required in (100, 200):
+        small.on_need_voucher(need(required * PRICE, accepted=(required - 100) * PRICE))
+        small.voucher_signed(required * PRICE)
+    small.delivered_units(190)
+    assert small.proactive_voucher() is None  # 300 is above the deposit: wait for a demand

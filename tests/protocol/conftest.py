@@ -1,9 +1,13 @@
 """Hypothesis profiles for the protocol suite.
 
 ``ci`` (the default) keeps the property tests to a few seconds; ``fuzz`` runs
-100 000 examples per property for a long hostile-input session::
+100 000 examples per property for a long hostile-input session (minutes per
+property, so lift pytest-timeout's 300 s limit)::
 
-    HYPOTHESIS_PROFILE=fuzz .venv/bin/python -m pytest tests/protocol -k property
+    HYPOTHESIS_PROFILE=fuzz .venv/bin/python -m pytest tests/protocol -k property --timeout=0
+
+The profile is loaded when this directory's tests are collected, and
+hypothesis settings are process-wide.
 """
 
 from __future__ import annotations

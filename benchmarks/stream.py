@@ -1,0 +1,138 @@
+"""Paid vs unpaid streaming throughput, and the need-voucher stall.
+
+One devserver process (auth ``either``) serves the same completion two ways
+in the same run: unpaid with a Bearer key, read with plain httpx + httpx-sse,
+and paid through :class:`mppagent.Agent`, which answers a need-voucher every
+``interval`` tokens. Prints tokens/s for both, their ratio (goal >= 0.9 at an
+interval of 100), and the stall from need-voucher event to accepted voucher
+(p50/p99; goal p50 <= 5 ms on loopback).
+
+    .venv/bin/python benchmarks/stream.py [--tokens 20000] [--runs 3] [--intervals 10,100,1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from httpx_sse import aconnect_sse
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import API_KEY, devserver, machine, percentile  # noqa: E402
+
+from mppagent import Agent, PaymentEvent, SpendPolicy, SqliteChannelStore  # noqa: E402
+from mppagent.devchain import DevChain  # noqa: E402
+
+
+def body(tokens: int) -> dict[str, object]:
+    return {
+        "model": "mpp-fake-1",
+        "messages": [{"role": "user", "content": "benchmark"}],
+        "stream": True,
+        "max_tokens": tokens,
+    }
+
+
+async def unpaid(url: str, tokens: int) -> float:
+    """Seconds to read ``tokens`` tokens unpaid (Bearer) with httpx + httpx-sse."""
+    async with httpx.AsyncClient(timeout=120) as client:
+        start = time.perf_counter()
+        seen = 0
+        headers = {"authorization": f"Bearer {API_KEY}"}
+        async with aconnect_sse(client, "POST", url, json=body(tokens), headers=headers) as sse:
+            async for event in sse.aiter_sse():
+                if event.data and event.data != "[DONE]":
+                    seen += 1
+        elapsed = time.perf_counter() - start
+    assert seen >= tokens, seen
+    return elapsed
+
+
+async def paid(agent: Agent, url: str, tokens: int) -> float:
+    """Seconds to read ``tokens`` tokens through the paying agent."""
+    start = time.perf_counter()
+    seen = 0
+    async for event in agent.stream("POST", url, json=body(tokens)):
+        if event.data and event.data != "[DONE]":
+            seen += 1
+    elapsed = time.perf_counter() - start
+    assert seen >= tokens, seen
+    return elapsed
+
+
+async def measure(chain: DevChain, interval: int, tokens: int, runs: int) -> dict[str, object]:
+    payee, payer = chain.accounts[0], chain.accounts[1]
+    price = 25
+    deposit = tokens * price * (runs + 1) + 1_000_000
+    stalls: list[float] = []
+    async with devserver(chain, payee, lookahead_tokens=interval, suggested_deposit=deposit,
+                         price_per_token=price) as server:  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            events: list[PaymentEvent] = []
+            agent = Agent(
+                private_key=payer.private_key,
+                rpc_url=chain.rpc_url,
+                store=SqliteChannelStore(Path(tmp) / "bench.db"),
+                policy=SpendPolicy(max_deposit=deposit, lookahead_units=2 * interval),
+                observer=events.append,
+            )
+            async with agent:
+                await paid(agent, server.chat, 10)  # open the channel outside the timing
+                await unpaid(server.chat, 10)
+                events.clear()
+                unpaid_s, paid_s = [], []
+                for _ in range(runs):
+                    unpaid_s.append(await unpaid(server.chat, tokens))
+                    paid_s.append(await paid(agent, server.chat, tokens))
+                stalls = [e.seconds * 1000 for e in events if e.kind == "voucher"]
+    unpaid_rate = tokens / statistics.median(unpaid_s)
+    paid_rate = tokens / statistics.median(paid_s)
+    return {
+        "interval": interval,
+        "tokens": tokens,
+        "unpaid_tokens_per_s": round(unpaid_rate),
+        "paid_tokens_per_s": round(paid_rate),
+        "ratio": round(paid_rate / unpaid_rate, 3),
+        "vouchers": len(stalls),
+        "stall_p50_ms": round(percentile(stalls, 50), 2) if stalls else None,
+        "stall_p99_ms": round(percentile(stalls, 99), 2) if stalls else None,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tokens", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--intervals", default="100")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    chain = await DevChain.start(accounts=2, tokens_per_account=10_000 * 10**6)
+    try:
+        results = [
+            await measure(chain, int(i), args.tokens, args.runs) for i in args.intervals.split(",")
+        ]
+    finally:
+        await chain.stop()
+    if args.json:
+        print(json.dumps({"machine": machine(), "results": results}, indent=2))
+        return
+    print(f"machine: {machine()}")
+    print(f"{args.tokens} tokens per stream, median of {args.runs} runs, server in its own process")
+    print(f"{'interval':>8} {'unpaid tok/s':>13} {'paid tok/s':>11} {'ratio':>6} "
+          f"{'vouchers':>8} {'stall p50 ms':>13} {'stall p99 ms':>13}")  # fmt: skip
+    for r in results:
+        print(f"{r['interval']:>8} {r['unpaid_tokens_per_s']:>13} {r['paid_tokens_per_s']:>11} "
+              f"{r['ratio']:>6} {r['vouchers']:>8} {r['stall_p50_ms']!s:>13} "
+              f"{r['stall_p99_ms']!s:>13}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,40 @@
+"""Run the reference server in its own process: ``python -m mppagent.devserver``.
+
+The configuration comes as JSON in ``$MPPAGENT_DEVSERVER_CONFIG`` (a
+:class:`DevServerConfig`; the environment keeps the payee key out of process
+listings). The server binds 127.0.0.1 on ``--port`` (0: any free port) and
+prints ``listening <url>`` once it accepts connections. Benchmarks use this to
+put client and server in separate processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+
+from mppagent.devserver.config import DevServerConfig
+from mppagent.devserver.server import RunningServer
+
+
+async def _main(port: int) -> None:
+    config = DevServerConfig.model_validate_json(os.environ["MPPAGENT_DEVSERVER_CONFIG"])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with RunningServer(config, port=port) as server:
+        print(f"listening {server.url}", flush=True)
+        await stop.wait()
+
+
+def main() -> None:
+    """Parse ``--port`` and serve until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m mppagent.devserver")
+    parser.add_argument("--port", type=int, default=0)
+    asyncio.run(_main(parser.parse_args().port))
+
+
+if __name__ == "__main__":
+    main()
