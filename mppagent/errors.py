@@ -63,6 +63,9 @@ class PolicyViolation(MppagentError):
         self.rule = rule
         self.message = message
 
+    def __reduce__(self) -> tuple[type[PolicyViolation], tuple[str, str]]:
+        return (type(self), (self.rule, self.message))
+
 
 class ServerMisbehaviour(MppagentError):
     """The server's demands or receipts contradict what was delivered or agreed.
@@ -75,6 +78,9 @@ class ServerMisbehaviour(MppagentError):
         super().__init__(f"{check}: {message}")
         self.check = check
         self.message = message
+
+    def __reduce__(self) -> tuple[type[ServerMisbehaviour], tuple[str, str]]:
+        return (type(self), (self.check, self.message))
 
 
 class ChainError(MppagentError):

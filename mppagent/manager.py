@@ -423,8 +423,13 @@ class ChannelManager:
         touched: dict[str, None] = {}
         for op in self.store.operations(state=OperationState.PENDING):
             touched[op.channel_id] = None
-            if op.kind in (OperationKind.APPROVE, OperationKind.OPEN, OperationKind.TOP_UP,
-                           OperationKind.REQUEST_CLOSE, OperationKind.WITHDRAW):  # fmt: skip
+            if op.kind in (
+                OperationKind.APPROVE,
+                OperationKind.OPEN,
+                OperationKind.TOP_UP,
+                OperationKind.REQUEST_CLOSE,
+                OperationKind.WITHDRAW,
+            ):
                 await self._settle_pending_tx(op)
             elif op.kind == OperationKind.CLOSE:
                 record = self.store.get(op.channel_id)

@@ -144,10 +144,13 @@ class DevServer:
         if bearer is not None and mode in ("bearer", "either"):
             if not bearer:
                 return JSONResponse(
-                    error_body("Incorrect API key provided.", type="invalid_request_error",
-                               code="invalid_api_key"),
+                    error_body(
+                        "Incorrect API key provided.",
+                        type="invalid_request_error",
+                        code="invalid_api_key",
+                    ),
                     status_code=401,
-                )  # fmt: skip
+                )
             return await self.serve_free(request)
         if mode == "bearer":
             return JSONResponse(
@@ -182,12 +185,15 @@ class DevServer:
         receipt_faults = faults if accepted.action != "open" else frozenset()
         if chat is None or accepted.action == "close":
             receipt = payee.receipt(
-                accepted.channel, accepted.challenge.id, tx_hash=accepted.tx_hash,
+                accepted.channel,
+                accepted.challenge.id,
+                tx_hash=accepted.tx_hash,
                 faults=receipt_faults,
-            )  # fmt: skip
+            )
             return Response(status_code=204, headers=_paid_headers(receipt))
-        return await self.serve_paid(request, chat, accepted.channel.channel_id,
-                                     accepted.challenge.id, faults, fault_after)  # fmt: skip
+        return await self.serve_paid(
+            request, chat, accepted.channel.channel_id, accepted.challenge.id, faults, fault_after
+        )
 
     async def serve_paid(
         self,
@@ -207,14 +213,20 @@ class DevServer:
                 headers = {"cache-control": "private"}
                 if cached.receipt:
                     headers["payment-receipt"] = cached.receipt
-                return Response(cached.body, status_code=cached.status, headers=headers,
-                                media_type=cached.content_type)  # fmt: skip
+                return Response(
+                    cached.body,
+                    status_code=cached.status,
+                    headers=headers,
+                    media_type=cached.content_type,
+                )
             if (challenge_id, key) in self._in_flight:
                 return JSONResponse(
-                    error_body("A request with this Idempotency-Key is in progress.",
-                               code="idempotency_conflict"),
+                    error_body(
+                        "A request with this Idempotency-Key is in progress.",
+                        code="idempotency_conflict",
+                    ),
                     status_code=409,
-                )  # fmt: skip
+                )
         plan = chat.plan(self.config.default_max_tokens)
         tokens = list(
             self.model.generate(
@@ -228,9 +240,14 @@ class DevServer:
         if chat.stream:
             channel = payee.state.get(channel_id)
             assert channel is not None
-            writer = ChunkWriter(completion_id, chat.model, created, chat.flavour,
-                                 include_usage=chat.include_usage,
-                                 vendor_fields=chat.vendor_fields())  # fmt: skip
+            writer = ChunkWriter(
+                completion_id,
+                chat.model,
+                created,
+                chat.flavour,
+                include_usage=chat.include_usage,
+                vendor_fields=chat.vendor_fields(),
+            )
             stream = MeteredStream(
                 payee,
                 writer,
@@ -247,8 +264,8 @@ class DevServer:
             receipt = payee.receipt(channel, challenge_id, units=0, faults=faults)
             headers = _paid_headers(receipt)
             headers["x-accel-buffering"] = "no"
-            return StreamingResponse(stream.body(), media_type="text/event-stream",
-                                     headers=headers)  # fmt: skip
+            stream.claim()  # before any await: an older stream must not spend our voucher
+            return StreamingResponse(stream.body(), media_type="text/event-stream", headers=headers)
         price = self.config.price_per_token * (2 if Fault.PRICE_CHANGE in faults else 1)
         cost = len(tokens) * price
         charged = await payee.charge(channel_id, cost)
@@ -262,9 +279,15 @@ class DevServer:
                 )
             )
         body = completion_body(
-            completion_id, chat.model, created, tokens, plan.finish_reason,
-            Usage.of(chat.prompt_tokens(), tokens), chat.flavour, chat.vendor_fields(),
-        )  # fmt: skip
+            completion_id,
+            chat.model,
+            created,
+            tokens,
+            plan.finish_reason,
+            Usage.of(chat.prompt_tokens(), tokens),
+            chat.flavour,
+            chat.vendor_fields(),
+        )
         receipt = payee.receipt(charged, challenge_id, units=len(tokens), faults=faults)
         encoded = json.dumps(body).encode()
         if key:
@@ -282,15 +305,29 @@ class DevServer:
         except WireError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
         plan = chat.plan(self.config.default_max_tokens)
-        tokens = list(self.model.generate(chat.prompt_text(), max_tokens=plan.max_tokens,
-                                          reasoning_tokens=plan.reasoning_tokens))  # fmt: skip
+        tokens = list(
+            self.model.generate(
+                chat.prompt_text(),
+                max_tokens=plan.max_tokens,
+                reasoning_tokens=plan.reasoning_tokens,
+            )
+        )
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         usage = Usage.of(chat.prompt_tokens(), tokens)
         if not chat.stream:
-            return JSONResponse(completion_body(completion_id, chat.model, created, tokens,
-                                                plan.finish_reason, usage, chat.flavour,
-                                                chat.vendor_fields()))  # fmt: skip
+            return JSONResponse(
+                completion_body(
+                    completion_id,
+                    chat.model,
+                    created,
+                    tokens,
+                    plan.finish_reason,
+                    usage,
+                    chat.flavour,
+                    chat.vendor_fields(),
+                )
+            )
         writer = ChunkWriter(
             completion_id,
             chat.model,

@@ -90,15 +90,20 @@ class _Bucket:
         self.tokens = float(burst)
         self.updated = time.monotonic()
 
-    def take(self) -> float:
-        """Take one token; returns 0 or the seconds to wait before one is available."""
+    def _refill(self) -> None:
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
+
+    def wait_time(self) -> float:
+        """0 if a token is available, else the seconds until one is."""
+        self._refill()
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+    def take(self) -> None:
+        """Spend one token (a failed verification)."""
+        self._refill()
+        self.tokens = max(self.tokens - 1, 0.0)
 
 
 class SessionPayee:
@@ -126,7 +131,6 @@ class SessionPayee:
         self._buckets: dict[str, _Bucket] = {}
         self._chain_seen: dict[str, tuple[float, ChannelState]] = {}
         self.stream_faults: dict[str, frozenset[Fault]] = {}
-        self._demanded: dict[str, int] = {}
         self.active_streams: dict[str, object] = {}
 
     # -- challenges ------------------------------------------------------------------------
@@ -219,9 +223,14 @@ class SessionPayee:
             raise VerificationFailedProblem("the open transaction uses another token")
         signer = str(call.args["authorizedSigner"])
         channel_id = compute_channel_id(
-            tx.sender, self.payee, self.token, str(call.args["salt"]), signer,
-            self.config.escrow, self.chain_id,
-        )  # fmt: skip
+            tx.sender,
+            self.payee,
+            self.token,
+            str(call.args["salt"]),
+            signer,
+            self.config.escrow,
+            self.chain_id,
+        )
         if channel_id != payload.channel_id:
             raise VerificationFailedProblem("channelId does not match the open transaction")
         if payload.authorized_signer is not None and payload.authorized_signer != signer:
@@ -312,13 +321,19 @@ class SessionPayee:
         self, payload: VoucherPayload, challenge: Challenge, faults: frozenset[Fault]
     ) -> Accepted:
         channel = await self._known_channel(payload.channel_id)
-        # Vouchers that answer our own demand are never throttled; unsolicited ones are.
-        demanded = self._demanded.get(channel.channel_id)
-        solicited = demanded is not None and payload.cumulative_amount >= demanded
-        wait = 0.0 if solicited else self._bucket(channel.channel_id).take()
+        if (
+            payload.cumulative_amount == channel.accepted
+            and payload.signature == channel.accepted_signature
+        ):
+            return Accepted("voucher", channel, challenge)  # idempotent resend: no ECDSA, no limit
+        # Throttle failures, never progress: a channel whose vouchers keep failing
+        # verification is refused before the (costly) signature recovery.
+        bucket = self._bucket(channel.channel_id)
+        wait = bucket.wait_time()
         if wait > 0:
             raise RateLimited(
-                "too many vouchers for this channel", extras={"retryAfter": str(int(wait) + 1)}
+                "too many failed vouchers for this channel",
+                extras={"retryAfter": str(int(wait) + 1)},
             )
         if Fault.REJECT_VOUCHER in faults:
             raise VerificationFailedProblem("voucher rejected (fault injection)")
@@ -328,6 +343,7 @@ class SessionPayee:
         async with self.lock(channel.channel_id):
             channel = self.state.get(channel.channel_id) or channel
             if amount < channel.accepted:
+                bucket.take()
                 raise VerificationFailedProblem(
                     f"voucher {amount} is below the accepted cumulative {channel.accepted}",
                     extras={"channelId": channel.channel_id},
@@ -336,9 +352,13 @@ class SessionPayee:
                 return Accepted("voucher", channel, challenge)  # idempotent retry
             state = await self._chain_state(channel.channel_id)
             self._check_usable(state)
-            self._verify_signature(
-                payload.signature, channel.channel_id, amount, state.expected_signer
-            )
+            try:
+                self._verify_signature(
+                    payload.signature, channel.channel_id, amount, state.expected_signer
+                )
+            except ProblemError:
+                bucket.take()
+                raise
             if amount == channel.accepted:
                 return Accepted("voucher", channel, challenge)
             delta = self.config.min_voucher_delta
@@ -348,14 +368,20 @@ class SessionPayee:
                     extras={"channelId": channel.channel_id},
                 )
             if amount > state.deposit:
+                state = await self._chain_state(channel.channel_id, fresh=True)  # topped up since?
+            if amount > state.deposit:
                 raise AmountExceedsDepositProblem(
                     f"voucher {amount} exceeds the deposit {state.deposit}",
                     extras={"channelId": channel.channel_id, "deposit": str(state.deposit)},
                 )
             channel = self.state.put(
-                replace(channel, accepted=amount, accepted_signature=payload.signature,
-                        deposit=state.deposit)
-            )  # fmt: skip
+                replace(
+                    channel,
+                    accepted=amount,
+                    accepted_signature=payload.signature,
+                    deposit=state.deposit,
+                )
+            )
         self._wake(channel.channel_id)
         return Accepted("voucher", channel, challenge)
 
@@ -365,11 +391,14 @@ class SessionPayee:
         Take the event *before* sending the demand, so a voucher that arrives
         at once cannot be missed.
         """
-        self._demanded[channel_id] = required
+        log.debug("stream.need_voucher", channel=channel_id, required=required)
         return self._voucher_events.setdefault(channel_id, asyncio.Event())
 
+    def wake(self, channel_id: str) -> None:
+        """Wake whatever waits for a voucher on ``channel_id`` (e.g. a superseded stream)."""
+        self._wake(channel_id)
+
     def _wake(self, channel_id: str) -> None:
-        self._demanded.pop(channel_id, None)
         event = self._voucher_events.pop(channel_id, None)
         if event is not None:
             event.set()
@@ -384,9 +413,11 @@ class SessionPayee:
             if state.finalized:
                 raise ChannelFinalizedProblem(extras={"channelId": channel.channel_id})
             self._verify_signature(
-                payload.signature, channel.channel_id, payload.cumulative_amount,
+                payload.signature,
+                channel.channel_id,
+                payload.cumulative_amount,
                 state.expected_signer,
-            )  # fmt: skip
+            )
             capture = max(channel.spent, state.settled)
             if payload.cumulative_amount != capture:
                 # v1 closes at the voucher's amount: anything but the consumed amount
@@ -437,7 +468,7 @@ class SessionPayee:
         if Fault.WRONG_CHALLENGE in faults:
             challenge_id = "not-the-challenge-you-used"
         if Fault.OVERCHARGE in faults:
-            spent = min(channel.accepted, spent + 10 * self.config.price_per_token)
+            spent = spent + 10 * self.config.price_per_token
         receipt: dict[str, JSON] = {
             "method": "tempo",
             "intent": "session",

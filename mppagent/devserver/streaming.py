@@ -51,23 +51,46 @@ class MeteredStream:
         self.units = 0
         self.price = self.config.price_per_token * (2 if Fault.PRICE_CHANGE in plan.faults else 1)
         self.ticket = object()
+        self._claimed = False
         self._paid = 0
         self._faulted = False
+
+    def claim(self) -> None:
+        """Make this the channel's active stream; an older one ends (draft §concurrency).
+
+        Call it when the response is created, before the handler next awaits: an
+        older stream woken by the voucher that came with this request then sees it
+        is superseded before it can spend that voucher. A stream paused for a
+        voucher is woken so that it ends now rather than at ``voucher_timeout``.
+        """
+        self._claimed = True
+        active = self.payee.active_streams
+        previous = active.get(self.plan.channel_id)
+        active[self.plan.channel_id] = self.ticket
+        if previous is not None and previous is not self.ticket:
+            self.payee.wake(self.plan.channel_id)
+
+    @property
+    def superseded(self) -> bool:
+        """Whether a newer stream has taken over this stream's channel."""
+        return self.payee.active_streams.get(self.plan.channel_id) is not self.ticket
 
     async def body(self) -> AsyncIterator[bytes]:
         """The byte stream (Starlette's ``StreamingResponse`` iterates it)."""
         plan = self.plan
         active = self.payee.active_streams
-        active[plan.channel_id] = self.ticket  # a new stream ends an older one (draft §concurrency)
-        self.payee.stream_faults[plan.channel_id] = plan.faults
+        if not self._claimed:
+            self.claim()
+        if not self.superseded:
+            self.payee.stream_faults[plan.channel_id] = plan.faults
         try:
             yield sse(self.writer.role_chunk())
             index = 0
             total = len(plan.tokens)
             interval = 1 / self.config.tokens_per_second if self.config.tokens_per_second else 0.0
             while index < total:
-                if active.get(plan.channel_id) is not self.ticket:
-                    break  # superseded by a newer stream on this channel
+                if self.superseded:
+                    break  # a newer stream on this channel took over
                 async for fault_bytes in self._faults(index):
                     yield fault_bytes
                 batch = 1 if interval else min(self.config.charge_batch, total - index)
@@ -107,6 +130,8 @@ class MeteredStream:
         deadline = time.monotonic() + self.config.voucher_timeout
         self._paid = 0
         while True:
+            if self.superseded:
+                return  # never spend what the newer stream's vouchers paid for
             channel = payee.state.get(plan.channel_id)
             if channel is None or channel.finalized:
                 return

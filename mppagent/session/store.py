@@ -286,10 +286,23 @@ _CHANNEL_COLUMNS = (
 )
 _INT_FIELDS = {"deposit", "signed", "accepted", "spent", "settled", "unit_price"}
 _UPDATABLE = {
-    "authorized_signer", "signer_key", "deposit", "signed", "signed_signature", "accepted",
-    "spent", "settled", "status", "url", "realm", "unit_type", "unit_price", "evidence",
-    "lease_owner", "lease_until",
-}  # fmt: skip
+    "authorized_signer",
+    "signer_key",
+    "deposit",
+    "signed",
+    "signed_signature",
+    "accepted",
+    "spent",
+    "settled",
+    "status",
+    "url",
+    "realm",
+    "unit_type",
+    "unit_price",
+    "evidence",
+    "lease_owner",
+    "lease_until",
+}
 
 
 class SqliteChannelStore:
@@ -549,9 +562,17 @@ class SqliteChannelStore:
             )
             op_id = int(cursor.lastrowid or 0)
         return Operation(
-            op_id, channel_id.lower(), kind, amount, OperationState.PENDING, payload, tx_hash,
-            nonce, None, now,
-        )  # fmt: skip
+            op_id,
+            channel_id.lower(),
+            kind,
+            amount,
+            OperationState.PENDING,
+            payload,
+            tx_hash,
+            nonce,
+            None,
+            now,
+        )
 
     def finish_operation(
         self, op_id: int, state: OperationState, detail: str | None = None

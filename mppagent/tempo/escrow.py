@@ -72,16 +72,32 @@ def _event(name: str, indexed: list[str], data: list[str], names: list[str]) -> 
     _EVENTS[keccak(signature.encode())] = (name, data, names)
 
 
-_event("ChannelOpened", ["bytes32", "address", "address"], ["address", "address", "uint256"],
-       ["token", "authorizedSigner", "deposit"])  # fmt: skip
-_event("Settled", ["bytes32", "address", "address"], ["uint256", "uint256", "uint256"],
-       ["cumulativeAmount", "deltaPaid", "newSettled"])  # fmt: skip
-_event("TopUp", ["bytes32", "address", "address"], ["uint256", "uint256"],
-       ["additionalDeposit", "newDeposit"])  # fmt: skip
+_event(
+    "ChannelOpened",
+    ["bytes32", "address", "address"],
+    ["address", "address", "uint256"],
+    ["token", "authorizedSigner", "deposit"],
+)
+_event(
+    "Settled",
+    ["bytes32", "address", "address"],
+    ["uint256", "uint256", "uint256"],
+    ["cumulativeAmount", "deltaPaid", "newSettled"],
+)
+_event(
+    "TopUp",
+    ["bytes32", "address", "address"],
+    ["uint256", "uint256"],
+    ["additionalDeposit", "newDeposit"],
+)
 _event("CloseRequested", ["bytes32", "address", "address"], ["uint256"], ["closeGraceEnd"])
 _event("CloseRequestCancelled", ["bytes32", "address", "address"], [], [])
-_event("ChannelClosed", ["bytes32", "address", "address"], ["uint256", "uint256"],
-       ["settledToPayee", "refundedToPayer"])  # fmt: skip
+_event(
+    "ChannelClosed",
+    ["bytes32", "address", "address"],
+    ["uint256", "uint256"],
+    ["settledToPayee", "refundedToPayer"],
+)
 
 
 @dataclass(frozen=True)
