@@ -11,8 +11,8 @@ import json
 import os
 import platform
 import sys
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,9 +49,13 @@ async def devserver(chain: DevChain, payee: DevAccount, **config: Any) -> AsyncI
     values.update(config)
     env = {**os.environ, "MPPAGENT_DEVSERVER_CONFIG": json.dumps(values)}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mppagent.devserver", env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "mppagent.devserver",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     assert process.stdout is not None
     line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().strip()
     if not line.startswith("listening "):

@@ -26,10 +26,10 @@ from httpx_sse import aconnect_sse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import API_KEY, devserver, machine, percentile  # noqa: E402
+from harness import API_KEY, devserver, machine, percentile
 
-from mppagent import Agent, PaymentEvent, SpendPolicy, SqliteChannelStore  # noqa: E402
-from mppagent.devchain import DevChain  # noqa: E402
+from mppagent import Agent, PaymentEvent, SpendPolicy, SqliteChannelStore
+from mppagent.devchain import DevChain
 
 
 def body(tokens: int) -> dict[str, object]:
@@ -73,8 +73,9 @@ async def measure(chain: DevChain, interval: int, tokens: int, runs: int) -> dic
     price = 25
     deposit = tokens * price * (runs + 1) + 1_000_000
     stalls: list[float] = []
-    async with devserver(chain, payee, lookahead_tokens=interval, suggested_deposit=deposit,
-                         price_per_token=price) as server:  # fmt: skip
+    async with devserver(
+        chain, payee, lookahead_tokens=interval, suggested_deposit=deposit, price_per_token=price
+    ) as server:
         with tempfile.TemporaryDirectory() as tmp:
             events: list[PaymentEvent] = []
             agent = Agent(
@@ -126,12 +127,16 @@ async def main() -> None:
         return
     print(f"machine: {machine()}")
     print(f"{args.tokens} tokens per stream, median of {args.runs} runs, server in its own process")
-    print(f"{'interval':>8} {'unpaid tok/s':>13} {'paid tok/s':>11} {'ratio':>6} "
-          f"{'vouchers':>8} {'stall p50 ms':>13} {'stall p99 ms':>13}")  # fmt: skip
+    print(
+        f"{'interval':>8} {'unpaid tok/s':>13} {'paid tok/s':>11} {'ratio':>6} "
+        f"{'vouchers':>8} {'stall p50 ms':>13} {'stall p99 ms':>13}"
+    )
     for r in results:
-        print(f"{r['interval']:>8} {r['unpaid_tokens_per_s']:>13} {r['paid_tokens_per_s']:>11} "
-              f"{r['ratio']:>6} {r['vouchers']:>8} {r['stall_p50_ms']!s:>13} "
-              f"{r['stall_p99_ms']!s:>13}")  # fmt: skip
+        print(
+            f"{r['interval']:>8} {r['unpaid_tokens_per_s']:>13} {r['paid_tokens_per_s']:>11} "
+            f"{r['ratio']:>6} {r['vouchers']:>8} {r['stall_p50_ms']!s:>13} "
+            f"{r['stall_p99_ms']!s:>13}"
+        )
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "StreamInterrupted": "mppagent.transport.paying",
     "VoucherDeliveryFailed": "mppagent.transport.paying",
     "SSEEvent": "mppagent.transport.sse",
+    "SyncAgent": "mppagent.sync",
 }
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "SqliteChannelStore",
     "StoreError",
     "StreamInterrupted",
+    "SyncAgent",
     "VoucherDeliveryFailed",
     "__version__",
 ]
@@ -103,6 +105,7 @@ if TYPE_CHECKING:
         MemoryChannelStore,
         SqliteChannelStore,
     )
+    from mppagent.sync import SyncAgent
     from mppagent.transport.paying import (
         PaymentEvent,
         PaymentTransport,

@@ -183,7 +183,12 @@ class Agent:
                         yield event
 
     def http_client(self) -> httpx.AsyncClient:
-        """The agent's paying ``httpx.AsyncClient`` (e.g. for ``openai.AsyncOpenAI``)."""
+        """The agent's own paying ``httpx.AsyncClient``.
+
+        For the ``openai`` SDK use :func:`mppagent.openai.http_client` instead:
+        the SDK closes the client it is given and sends its API key as a Bearer
+        header, and that function hands out a client built for both.
+        """
         return self.http
 
 

@@ -1,12 +1,18 @@
-"""Shared fixtures: one anvil devchain per test session, reverted after each test."""
+"""Shared fixtures: one anvil devchain per test session (reverted after each test), the
+reference server on uvicorn, and paying agents against it."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mppagent.devchain import DevChain
+from mppagent import Agent, PaymentEvent, SpendPolicy, SqliteChannelStore
+from mppagent.devchain import DevAccount, DevChain
+from mppagent.devserver import DevServerConfig, RunningServer
+from tests.support import AgentFactory, ServerFactory
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +33,77 @@ async def chain(devchain: DevChain) -> AsyncIterator[DevChain]:
         yield devchain
     finally:
         await devchain.revert(snapshot)
+
+
+@pytest.fixture
+def payee(chain: DevChain) -> DevAccount:
+    return chain.accounts[0]
+
+
+@pytest.fixture
+def payer(chain: DevChain) -> DevAccount:
+    return chain.accounts[1]
+
+
+@pytest.fixture
+async def start_server(
+    chain: DevChain, payee: DevAccount, tmp_path: Path
+) -> AsyncIterator[ServerFactory]:
+    """Start reference servers (uvicorn on 127.0.0.1) with config overrides; stopped after."""
+    running: list[RunningServer] = []
+
+    async def start(**overrides: Any) -> RunningServer:
+        values: dict[str, Any] = {
+            "rpc_url": chain.rpc_url,
+            "escrow": chain.escrow,
+            "token": chain.token,
+            "payee_private_key": payee.private_key,
+            "state_path": str(tmp_path / f"server-{len(running)}.db"),
+            "test_mode": True,
+        }
+        values.update(overrides)
+        server = RunningServer(DevServerConfig(**values))
+        await server.start()
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        await server.stop()
+
+
+@pytest.fixture
+async def server(start_server: ServerFactory) -> RunningServer:
+    return await start_server()
+
+
+@pytest.fixture
+async def make_agent(
+    chain: DevChain, payer: DevAccount, tmp_path: Path
+) -> AsyncIterator[AgentFactory]:
+    """Create agents paying from ``payer`` with a store file in tmp_path; closed after."""
+    agents: list[Agent] = []
+
+    async def make(
+        *,
+        policy: SpendPolicy | None = None,
+        store_path: Path | None = None,
+        events: list[PaymentEvent] | None = None,
+        account: DevAccount | None = None,
+        **kwargs: Any,
+    ) -> Agent:
+        agent = Agent(
+            private_key=(account or payer).private_key,
+            rpc_url=chain.rpc_url,
+            policy=policy or SpendPolicy(),
+            store=SqliteChannelStore(store_path or tmp_path / "agent.db"),
+            observer=events.append if events is not None else None,
+            **kwargs,
+        )
+        await agent.start()
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        await agent.aclose()

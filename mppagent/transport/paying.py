@@ -372,7 +372,8 @@ class _PaidRequest:
                     extensions={**response.extensions, PAID_STREAM: stream},
                     request=self.request,
                 )
-            await response.aread()
+            # A plain body carries no payment events: the receipt was checked, the
+            # lease is released when this returns, and the caller reads the body.
             return response
         except ServerMisbehaviour as exc:
             await response.aclose()

@@ -21,8 +21,7 @@ from mppagent.devchain import DevAccount, DevChain
 from mppagent.devserver import RunningServer
 from mppagent.session.store import OperationKind
 from mppagent.tempo.escrow import Token
-
-from .conftest import CHAT, AgentFactory, ServerFactory, chat_body
+from tests.support import CHAT, AgentFactory, ServerFactory, chat_body
 
 PRICE = 25
 

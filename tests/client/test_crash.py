@@ -24,8 +24,7 @@ from mppagent.devserver import RunningServer
 from mppagent.failpoints import POINTS
 from mppagent.session.store import OperationKind, OperationState
 from mppagent.tempo.escrow import Token
-
-from .conftest import CHAT, AgentFactory, ServerFactory, chat_body
+from tests.support import CHAT, AgentFactory, ServerFactory, chat_body
 
 CHILD = Path(__file__).with_name("crash_child.py")
 PRICE = 25
@@ -38,9 +37,16 @@ async def spawn(
 ) -> asyncio.subprocess.Process:
     env = {**os.environ, "CRASH_CHILD_KEY": payer.private_key, "MPPAGENT_FAILPOINT": failpoint}
     return await asyncio.create_subprocess_exec(
-        sys.executable, str(CHILD), chain.rpc_url, url, str(store), *args,
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        str(CHILD),
+        chain.rpc_url,
+        url,
+        str(store),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 async def token_balances(chain: DevChain, *who: str) -> list[int]:
@@ -64,9 +70,13 @@ def assert_vouchers_monotonic(agent: Agent) -> None:
 
 
 async def finish_and_reconcile(
-    chain: DevChain, server: RunningServer, agent: Agent, payer: DevAccount, payee: DevAccount,
+    chain: DevChain,
+    server: RunningServer,
+    agent: Agent,
+    payer: DevAccount,
+    payee: DevAccount,
     before: list[int],
-) -> None:  # fmt: skip
+) -> None:
     """Use the recovered store once more, close every live channel, check the books."""
     assert not agent.store.operations(state=OperationState.PENDING)
     assert not [r for r in agent.channels.list() if r.status == ChannelStatus.OPENING]
@@ -106,8 +116,9 @@ async def test_crash_matrix(
     server = await start_server(suggested_deposit=60 * PRICE, lookahead_tokens=50)
     store = tmp_path / "crash.db"
     before = await token_balances(chain, payer.address, payee.address)
-    child = await spawn(chain, payer, server.url + CHAT, store, "150", "1", "close",
-                        failpoint=point)  # fmt: skip
+    child = await spawn(
+        chain, payer, server.url + CHAT, store, "150", "1", "close", failpoint=point
+    )
     out, err = await asyncio.wait_for(child.communicate(), 120)
     assert child.returncode == -signal.SIGKILL, (point, out, err.decode()[-2000:])
     agent = await make_agent(store_path=store)  # start() recovers pending operations

@@ -92,16 +92,22 @@ def test_demand_for_another_channel() -> None:
 
 
 def test_demand_above_deposit_asks_for_top_up_within_cap() -> None:
-    ex = exchange(policy=SpendPolicy(lookahead_units=100, max_deposit=300_000), deposit=2_000,
-                  initial_deposit=2_000)  # fmt: skip
+    ex = exchange(
+        policy=SpendPolicy(lookahead_units=100, max_deposit=300_000),
+        deposit=2_000,
+        initial_deposit=2_000,
+    )
     ex.check_receipt(receipt(0, 0))
     decision = ex.on_need_voucher(need(2_500))
     assert decision == TopUp(amount=2_000, then_sign=2_500)
 
 
 def test_top_up_beyond_max_deposit_is_refused() -> None:
-    ex = exchange(policy=SpendPolicy(lookahead_units=100, max_deposit=2_000), deposit=2_000,
-                  initial_deposit=2_000)  # fmt: skip
+    ex = exchange(
+        policy=SpendPolicy(lookahead_units=100, max_deposit=2_000),
+        deposit=2_000,
+        initial_deposit=2_000,
+    )
     ex.check_receipt(receipt(0, 0))
     with pytest.raises(PolicyViolation) as info:
         ex.on_need_voucher(need(2_500))
@@ -199,8 +205,9 @@ def test_proactive_voucher_only_in_steady_state_and_within_the_ceiling() -> None
 
 
 def test_proactive_voucher_never_needs_a_top_up_or_breaks_a_budget() -> None:
-    ex = exchange(policy=SpendPolicy(lookahead_units=200, budget_per_request=250 * PRICE),
-                  deposit=1_000_000)  # fmt: skip
+    ex = exchange(
+        policy=SpendPolicy(lookahead_units=200, budget_per_request=250 * PRICE), deposit=1_000_000
+    )
     ex.check_receipt(receipt(0, 0))
     for required in (100, 200):
         ex.on_need_voucher(need(required * PRICE, accepted=(required - 100) * PRICE))

@@ -21,8 +21,7 @@ from mppagent.devserver import RunningServer
 from mppagent.protocol import ProtocolError, VerificationFailedProblem
 from mppagent.session.store import OperationKind
 from mppagent.transport.sse import EventTooLarge
-
-from .conftest import CHAT, AgentFactory, ServerFactory, chat_body
+from tests.support import CHAT, AgentFactory, ServerFactory, chat_body
 
 PRICE = 25
 LOOKAHEAD = 100

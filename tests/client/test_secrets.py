@@ -13,8 +13,7 @@ from mppagent import ServerMisbehaviour
 from mppagent.devchain import DevAccount
 from mppagent.devserver import RunningServer
 from mppagent.tempo import VoucherSigner, Wallet
-
-from .conftest import CHAT, AgentFactory, chat_body
+from tests.support import CHAT, AgentFactory, chat_body
 
 
 @pytest.fixture

@@ -24,8 +24,11 @@ from mppagent.session.store import (
 SCOPE = Scope("0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20, 31337)
 
 
-def record(channel_id: str = "0x" + "aa" * 32, status: ChannelStatus = ChannelStatus.OPEN,
-           deposit: int = 1_000) -> ChannelRecord:  # fmt: skip
+def record(
+    channel_id: str = "0x" + "aa" * 32,
+    status: ChannelStatus = ChannelStatus.OPEN,
+    deposit: int = 1_000,
+) -> ChannelRecord:
     return ChannelRecord(
         channel_id=channel_id,
         scope=SCOPE,
@@ -133,8 +136,14 @@ def test_expired_leases_can_be_taken() -> None:
 def test_operations_are_write_ahead() -> None:
     store = MemoryChannelStore()
     store.insert(record())
-    op = store.begin_operation(record().channel_id, OperationKind.OPEN, 1000, payload="0xdead",
-                               tx_hash="0x" + "ff" * 32, nonce=3)  # fmt: skip
+    op = store.begin_operation(
+        record().channel_id,
+        OperationKind.OPEN,
+        1000,
+        payload="0xdead",
+        tx_hash="0x" + "ff" * 32,
+        nonce=3,
+    )
     pending = store.operations(state=OperationState.PENDING)
     assert [(o.op_id, o.payload, o.nonce) for o in pending] == [(op.op_id, "0xdead", 3)]
     assert "0xdead" not in repr(pending[0])
@@ -144,8 +153,11 @@ def test_operations_are_write_ahead() -> None:
 
 def test_records_hide_keys_and_signatures() -> None:
     rec = record()
-    text = repr(ChannelRecord(**{**rec.__dict__, "signer_key": "0x" + "99" * 32,
-                                 "signed_signature": "0x" + "77" * 65}))  # fmt: skip
+    text = repr(
+        ChannelRecord(
+            **{**rec.__dict__, "signer_key": "0x" + "99" * 32, "signed_signature": "0x" + "77" * 65}
+        )
+    )
     assert "99" * 32 not in text
     assert "77" * 65 not in text
 

@@ -1,0 +1,166 @@
+"""``mppagent demo``: a complete paid LLM session on this machine, start to settlement.
+
+Starts anvil with the escrow and test token, funds a demo wallet, runs the
+reference server on loopback, streams a paid chat completion through the whole
+path (402 → open → need-voucher rounds → final receipt), closes the channel
+cooperatively and prints the settlement as the chain records it. Everything it
+started is stopped again, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import tempfile
+from pathlib import Path
+
+from mppagent.agent import Agent
+from mppagent.cli.display import StreamDisplay
+from mppagent.cli.output import Output, format_units
+from mppagent.devchain import DevChain
+from mppagent.devserver import DevServerConfig, RunningServer
+from mppagent.llm.chat import build_chat_request, parse_chunk
+from mppagent.session.policy import SpendPolicy
+from mppagent.session.store import SqliteChannelStore
+from mppagent.tempo.escrow import Token
+from mppagent.transport.paying import PaymentEvent
+
+__all__ = ["run"]
+
+PRICE = 25
+
+
+async def run(args: argparse.Namespace, out: Output) -> int:
+    """Run the demo; returns the exit code."""
+    out.say("mppagent demo: a paid LLM session, entirely on this machine")
+    with tempfile.TemporaryDirectory(prefix="mppagent-demo-") as tmp:
+        chain = await DevChain.start(accounts=2)
+        try:
+            return await _session(args, out, chain, Path(tmp))
+        finally:
+            await chain.stop()
+            out.say("stopped the local chain and server")
+
+
+async def _session(args: argparse.Namespace, out: Output, chain: DevChain, tmp: Path) -> int:
+    payee, payer = chain.accounts
+    config = DevServerConfig(
+        rpc_url=chain.rpc_url,
+        escrow=chain.escrow,
+        token=chain.token,
+        payee_private_key=payee.private_key,
+        price_per_token=PRICE,
+        suggested_deposit=1_000_000,
+        lookahead_tokens=100,
+        tokens_per_second=args.rate or None,
+        state_path=str(tmp / "server.db"),
+    )
+    client = chain.client()
+    token = Token(client, chain.token)
+    async with RunningServer(config) as server:
+        url = f"{server.url}/v1/chat/completions"
+        out.say(f"  chain   anvil at {chain.rpc_url} (chain {chain.chain_id})")
+        out.say(f"          escrow {chain.escrow}, token tUSD {chain.token}")
+        out.say(f"  server  {url}, {PRICE} base units ({format_units(PRICE)} tUSD) per token")
+        payer_start, payee_start = (
+            await token.balance_of(payer.address),
+            await token.balance_of(payee.address),
+        )
+        out.say(f"  wallet  {payer.address} holding {format_units(payer_start)} tUSD")
+        out.emit(
+            "setup",
+            rpcUrl=chain.rpc_url,
+            escrow=chain.escrow,
+            token=chain.token,
+            url=url,
+            payer=payer.address,
+            payee=payee.address,
+            price=PRICE,
+        )
+        out.say(f"\n> {args.prompt}\n")
+
+        display = None if out.json_mode else StreamDisplay()
+        events: list[PaymentEvent] = []
+
+        def observe(event: PaymentEvent) -> None:
+            events.append(event)
+            if display is not None:
+                display.payment(event)
+            out.emit(
+                "payment",
+                kind=event.kind,
+                channelId=event.channel_id,
+                amount=event.amount,
+                seconds=round(event.seconds, 6),
+            )
+
+        body = build_chat_request(
+            model=args.model, prompt=args.prompt, stream=True, max_tokens=args.tokens
+        )
+        store = SqliteChannelStore(tmp / "channels.db")
+        async with Agent(
+            private_key=payer.private_key,
+            rpc_url=chain.rpc_url,
+            policy=SpendPolicy(max_price={"llm_token": 50}, max_deposit=5_000_000),
+            store=store,
+            observer=observe,
+        ) as agent:
+            with display if display is not None else contextlib.nullcontext():
+                async for event in agent.stream("POST", url, json=body):
+                    delta = parse_chunk(event.data)
+                    if delta is None or not (delta.content or delta.reasoning):
+                        continue
+                    if display is not None:
+                        display.count_token()
+                        display.text(delta.content, delta.reasoning)
+                    out.emit("delta", content=delta.content, reasoning=delta.reasoning)
+            (record,) = agent.channels.list()
+            out.say(f"\nclosing channel {record.channel_id} cooperatively ...")
+            result = await agent.channels.close(record.channel_id)
+
+        payer_end, payee_end = (
+            await token.balance_of(payer.address),
+            await token.balance_of(payee.address),
+        )
+    await client.close()
+    final = [e for e in events if e.kind == "final_receipt"]
+    tokens = int(final[-1].detail.get("units") or 0) if final else 0
+    stalls = [e.seconds * 1000 for e in events if e.kind == "voucher"]
+    out.emit(
+        "summary",
+        channelId=result.channel_id,
+        deposit=result.deposit,
+        paid=result.paid,
+        refunded=result.refunded,
+        tokens=tokens,
+        price=PRICE,
+        closeTx=result.tx_hash,
+        payerBalanceBefore=payer_start,
+        payerBalanceAfter=payer_end,
+        payeeBalanceBefore=payee_start,
+        payeeBalanceAfter=payee_end,
+        vouchers=len(stalls),
+    )
+    lines = [
+        "",
+        "settlement, as recorded on chain:",
+        f"  deposit            {format_units(result.deposit):>12} tUSD",
+        f"  paid to payee      {format_units(result.paid):>12} tUSD  "
+        f"({tokens} tokens x {format_units(PRICE)})",
+        f"  refunded to payer  {format_units(result.refunded):>12} tUSD",
+        f"  payer balance      {format_units(payer_start)} -> {format_units(payer_end)} tUSD",
+        f"  payee balance      {format_units(payee_start)} -> {format_units(payee_end)} tUSD",
+        f"  vouchers signed    {len(stalls)}"
+        + (f" (need-voucher stall p50 {statistics.median(stalls):.1f} ms)" if stalls else ""),
+        f"  close transaction  {result.tx_hash}",
+    ]
+    for line in lines:
+        out.say(line)
+    consistent = (
+        payer_start - payer_end == result.paid
+        and payee_end - payee_start == result.paid
+        and result.paid == tokens * PRICE
+    )
+    out.say("  ledger, receipts and chain agree" if consistent else "  MISMATCH between books")
+    return 0 if consistent else 4
