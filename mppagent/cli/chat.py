@@ -13,7 +13,7 @@ import httpx
 from mppagent.agent import Agent
 from mppagent.cli.common import agent_from, settings_from
 from mppagent.cli.config import Settings
-from mppagent.cli.display import StreamDisplay
+from mppagent.cli.display import StreamDisplay, payment_observer
 from mppagent.cli.output import Output, format_units
 from mppagent.errors import ConfigError, NetworkError
 from mppagent.llm.chat import build_chat_request, parse_chunk, parse_completion, parse_param
@@ -75,18 +75,7 @@ async def run_chat(args: argparse.Namespace, out: Output) -> int:
     headers = profile.request_headers() if profile else {}
     display = None if out.json_mode else StreamDisplay()
     payments: list[PaymentEvent] = []
-
-    def observe(event: PaymentEvent) -> None:
-        payments.append(event)
-        if display is not None:
-            display.payment(event)
-        out.emit(
-            "payment",
-            kind=event.kind,
-            channelId=event.channel_id,
-            amount=event.amount,
-            seconds=round(event.seconds, 6),
-        )
+    observe = payment_observer(out, display, payments)
 
     paying = not (profile and profile.auth == "bearer")
     agent = agent_from(settings, observer=observe) if paying else None

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from mppagent.agent import Agent
-from mppagent.cli.display import StreamDisplay
+from mppagent.cli.display import StreamDisplay, payment_observer
 from mppagent.cli.output import Output, format_units
 from mppagent.devchain import DevChain
 from mppagent.devserver import DevServerConfig, RunningServer
@@ -82,18 +82,7 @@ async def _session(args: argparse.Namespace, out: Output, chain: DevChain, tmp: 
 
         display = None if out.json_mode else StreamDisplay()
         events: list[PaymentEvent] = []
-
-        def observe(event: PaymentEvent) -> None:
-            events.append(event)
-            if display is not None:
-                display.payment(event)
-            out.emit(
-                "payment",
-                kind=event.kind,
-                channelId=event.channel_id,
-                amount=event.amount,
-                seconds=round(event.seconds, 6),
-            )
+        observe = payment_observer(out, display, events)
 
         body = build_chat_request(
             model=args.model, prompt=args.prompt, stream=True, max_tokens=args.tokens

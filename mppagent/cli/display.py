@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from mppagent.cli.output import format_units
+from mppagent.cli.output import Output, format_units
 from mppagent.transport.paying import PaymentEvent
 
-__all__ = ["StreamDisplay"]
+__all__ = ["StreamDisplay", "payment_observer"]
 
 
 class StreamDisplay:
@@ -194,3 +195,23 @@ class StreamDisplay:
 
 def _short(value: str) -> str:
     return f"{value[:8]}…{value[-4:]}" if len(value) > 14 else value
+
+
+def payment_observer(
+    out: Output, display: StreamDisplay | None, sink: list[PaymentEvent]
+) -> Callable[[PaymentEvent], None]:
+    """The transport observer the CLI uses: keep, show, and (in JSON mode) emit each event."""
+
+    def observe(event: PaymentEvent) -> None:
+        sink.append(event)
+        if display is not None:
+            display.payment(event)
+        out.emit(
+            "payment",
+            kind=event.kind,
+            channelId=event.channel_id,
+            amount=event.amount,
+            seconds=round(event.seconds, 6),
+        )
+
+    return observe

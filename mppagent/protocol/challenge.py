@@ -16,7 +16,7 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Self
+from typing import Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
 
@@ -84,6 +84,48 @@ def compute_challenge_id(
     slots = [realm, method, intent, request, expires or "", digest or "", opaque or ""]
     mac = hmac.new(bytes(secret), "|".join(slots).encode("utf-8"), hashlib.sha256)
     return b64url_encode(mac.digest())
+
+
+class BindableParams(Protocol):
+    """Anything carrying the seven bound slots and an ``id`` (a challenge or its echo)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def realm(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def intent(self) -> str: ...
+    @property
+    def request(self) -> str: ...
+    @property
+    def expires(self) -> str | None: ...
+    @property
+    def digest(self) -> str | None: ...
+    @property
+    def opaque(self) -> str | None: ...
+
+
+def binding_of(params: BindableParams, secret: bytes) -> str:
+    """The recommended HMAC-SHA256 ``id`` of ``params`` under ``secret``."""
+    return compute_challenge_id(
+        secret,
+        realm=params.realm,
+        method=params.method,
+        intent=params.intent,
+        request=params.request,
+        expires=params.expires,
+        digest=params.digest,
+        opaque=params.opaque,
+    )
+
+
+def binding_holds(params: BindableParams, secret: bytes) -> bool:
+    """Whether ``params.id`` is their HMAC binding (constant-time compare)."""
+    return hmac.compare_digest(
+        params.id.encode("utf-8"), binding_of(params, secret).encode("ascii")
+    )
 
 
 class Challenge(BaseModel):
@@ -214,20 +256,11 @@ class Challenge(BaseModel):
 
     def compute_id(self, secret: bytes) -> str:
         """The HMAC-SHA256 ``id`` these parameters would have under ``secret``."""
-        return compute_challenge_id(
-            secret,
-            realm=self.realm,
-            method=self.method,
-            intent=self.intent,
-            request=self.request,
-            expires=self.expires,
-            digest=self.digest,
-            opaque=self.opaque,
-        )
+        return binding_of(self, secret)
 
     def verify_id(self, secret: bytes) -> bool:
         """Whether ``id`` is the HMAC binding of the parameters (constant-time compare)."""
-        return hmac.compare_digest(self.id.encode("utf-8"), self.compute_id(secret).encode("ascii"))
+        return binding_holds(self, secret)
 
     # -- construction -----------------------------------------------------
 

@@ -12,7 +12,6 @@ payload itself, and decoding errors never quote the credential text.
 
 from __future__ import annotations
 
-import hmac
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Self
@@ -23,7 +22,8 @@ from mppagent.protocol.challenge import (
     OPTIONAL_PARAMS,
     REQUIRED_PARAMS,
     Challenge,
-    compute_challenge_id,
+    binding_holds,
+    binding_of,
 )
 from mppagent.protocol.did import validate_source
 from mppagent.protocol.encoding import JSON, JSONObject, b64url_jcs_encode, b64url_json_decode
@@ -89,20 +89,11 @@ class ChallengeEcho(BaseModel):
 
     def compute_id(self, secret: bytes) -> str:
         """The HMAC binding of the echoed parameters under ``secret`` (server side)."""
-        return compute_challenge_id(
-            secret,
-            realm=self.realm,
-            method=self.method,
-            intent=self.intent,
-            request=self.request,
-            expires=self.expires,
-            digest=self.digest,
-            opaque=self.opaque,
-        )
+        return binding_of(self, secret)
 
     def verify_id(self, secret: bytes) -> bool:
         """Whether the echoed ``id`` binds the echoed parameters (constant-time compare)."""
-        return hmac.compare_digest(self.id.encode("utf-8"), self.compute_id(secret).encode("ascii"))
+        return binding_holds(self, secret)
 
     def to_challenge(self) -> Challenge:
         """Validate the echo as a full challenge (decodes ``request``, ``expires``...).
