@@ -68,13 +68,20 @@ async def paid(agent: Agent, url: str, tokens: int) -> float:
     return elapsed
 
 
-async def measure(chain: DevChain, interval: int, tokens: int, runs: int) -> dict[str, object]:
+async def measure(
+    chain: DevChain, interval: int, tokens: int, runs: int, rate: float | None
+) -> dict[str, object]:
     payee, payer = chain.accounts[0], chain.accounts[1]
     price = 25
     deposit = tokens * price * (runs + 1) + 1_000_000
     stalls: list[float] = []
     async with devserver(
-        chain, payee, lookahead_tokens=interval, suggested_deposit=deposit, price_per_token=price
+        chain,
+        payee,
+        lookahead_tokens=interval,
+        suggested_deposit=deposit,
+        price_per_token=price,
+        tokens_per_second=rate,
     ) as server:
         with tempfile.TemporaryDirectory() as tmp:
             events: list[PaymentEvent] = []
@@ -113,20 +120,28 @@ async def main() -> None:
     parser.add_argument("--tokens", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--intervals", default="100")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="server pace in tokens/s (default: as fast as possible)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     chain = await DevChain.start(accounts=2, tokens_per_account=10_000 * 10**6)
     try:
         results = [
-            await measure(chain, int(i), args.tokens, args.runs) for i in args.intervals.split(",")
+            await measure(chain, int(i), args.tokens, args.runs, args.rate)
+            for i in args.intervals.split(",")
         ]
     finally:
         await chain.stop()
     if args.json:
-        print(json.dumps({"machine": machine(), "results": results}, indent=2))
+        print(json.dumps({"machine": machine(), "rate": args.rate, "results": results}, indent=2))
         return
     print(f"machine: {machine()}")
-    print(f"{args.tokens} tokens per stream, median of {args.runs} runs, server in its own process")
+    pace = f"server paced at {args.rate:g} tokens/s" if args.rate else "server at full speed"
+    print(f"{args.tokens} tokens per stream, median of {args.runs} runs, {pace}, own process")
     print(
         f"{'interval':>8} {'unpaid tok/s':>13} {'paid tok/s':>11} {'ratio':>6} "
         f"{'vouchers':>8} {'stall p50 ms':>13} {'stall p99 ms':>13}"

@@ -306,3 +306,33 @@ def test_exit_code_mapping() -> None:
     assert exit_code_for(VerificationFailedProblem("bad")) == 5
     assert exit_code_for(ChainError("down")) == 7
     assert format_units(1_234_567) == "1.234567"
+
+
+async def test_key_from_encrypted_keystore(
+    server: RunningServer, payer: DevAccount, payer_env: dict[str, str], tmp_path: Path
+) -> None:
+    from eth_account import Account
+
+    keystore = tmp_path / "key.json"
+    keystore.write_text(json.dumps(Account.encrypt(payer.private_key, "correct horse")))
+    env = {k: v for k, v in payer_env.items() if k != "MPPAGENT_PRIVATE_KEY"}
+    env |= {"MPPAGENT_KEYSTORE": str(keystore), "MPPAGENT_KEYSTORE_PASSWORD": "correct horse"}
+    code, out, err = await cli(
+        "chat",
+        "hi",
+        "--base-url",
+        f"{server.url}/v1",
+        "--model",
+        "mpp-fake-1",
+        "--max-tokens",
+        "5",
+        "--json",
+        env=env,
+    )
+    assert code == 0, err
+    assert lines(out)[-1]["tokens"] == "5"
+    env["MPPAGENT_KEYSTORE_PASSWORD"] = "wrong"
+    code, _, err = await cli("channels", "list", env=env)
+    assert code == 2
+    assert "cannot decrypt keystore" in err
+    assert payer.private_key[2:] not in err
