@@ -17,6 +17,7 @@ them before returning.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ from mppagent.session.store import (
     SignedVoucher,
     new_owner_id,
 )
+from mppagent.tempo.artifacts import load_artifact
 from mppagent.tempo.chain import ChainClient, ContractReverted, SignedTransaction, Wallet
 from mppagent.tempo.channel_id import compute_channel_id, random_salt
 from mppagent.tempo.escrow import ChannelState, Escrow, Token
@@ -104,6 +106,7 @@ class ChannelManager:
         self.owner = new_owner_id()
         self._escrows: dict[str, Escrow] = {}
         self._funding_locks: dict[str, asyncio.Lock] = {}
+        self._trusted_escrows: set[str] = set()
         self._funding_held: dict[str, asyncio.Lock] = {}
         self._signers: dict[str, VoucherSigner] = {}
         self._main_signer = VoucherSigner(wallet.private_key_hex)
@@ -154,6 +157,7 @@ class ChannelManager:
             )
             if record is not None:
                 return Checkout(record=record, is_new=False, offer=offer)
+            await self._check_escrow(scope.escrow)
             fresh = self._new_record(offer, scope, url)
             if self.store.reserve(
                 fresh, self.owner, ttl=self.lease_ttl, cap=self.policy.max_channels_per_scope
@@ -168,6 +172,25 @@ class ChannelManager:
                     f"busy or drained (waited {self.pool_wait:.0f}s)",
                 )
             await asyncio.sleep(0.05)
+
+    async def _check_escrow(self, escrow: str) -> None:
+        """Fund only an escrow we can vouch for: allow-listed, or our own v1 code on chain.
+
+        A server names the escrow in its challenge; a contract that merely looks
+        like one could keep the deposit. Checked once per address and process.
+        """
+        policy = self.policy
+        if escrow in self._trusted_escrows or policy.trust_unknown_escrows:
+            return
+        if policy.allowed_escrows is None or escrow not in policy.allowed_escrows:
+            code = await self.chain.get_code(escrow)
+            if not load_artifact("TempoStreamChannel").matches_runtime(code):
+                raise PolicyViolation(
+                    "allowed_escrows",
+                    f"escrow {escrow} does not run the TempoStreamChannel v1 code this agent "
+                    "knows; add it to allowed_escrows if you trust it",
+                )
+        self._trusted_escrows.add(escrow)
 
     def _new_record(self, offer: Offer, scope: Scope, url: str) -> ChannelRecord:
         deposit = self.policy.initial_deposit(offer)
@@ -237,17 +260,22 @@ class ChannelManager:
         await self._begin_funding(record)
         try:
             await self._ensure_allowance(record, record.deposit)
+            tx = await escrow.sign_open(
+                self.wallet,
+                payee=record.scope.payee,
+                token=record.scope.token,
+                deposit=record.deposit,
+                salt=record.salt,
+                authorized_signer=record.authorized_signer,
+            )
         except BaseException:
             self._end_funding(record.channel_id)
+            # No open transaction was signed for this salt, so the channel can never
+            # exist on chain: mark it failed rather than leave an ``opening`` record
+            # that counts against ``max_channels_per_scope`` forever.
+            with contextlib.suppress(StoreError):
+                self.store.update(record.channel_id, status=ChannelStatus.FAILED)
             raise
-        tx = await escrow.sign_open(
-            self.wallet,
-            payee=record.scope.payee,
-            token=record.scope.token,
-            deposit=record.deposit,
-            salt=record.salt,
-            authorized_signer=record.authorized_signer,
-        )
         op = self._record_tx(record, OperationKind.OPEN, record.deposit, tx)
         voucher = self.sign_voucher(record, 0)
         payload = OpenPayload(

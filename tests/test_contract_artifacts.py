@@ -74,7 +74,15 @@ def test_artifact_shape(name: str) -> None:
     text = (ARTIFACTS / f"{name}.json").read_text()
     assert text.endswith("}\n")
     data = json.loads(text)
-    assert list(data) == ["contractName", "abi", "bytecode", "deployedBytecode"]
+    assert list(data) == [
+        "contractName",
+        "abi",
+        "bytecode",
+        "deployedBytecode",
+        "immutableReferences",
+    ]
+    for start, length in data["immutableReferences"]:
+        assert 0 <= start < start + length <= (len(data["deployedBytecode"]) - 2) // 2
     assert data["contractName"] == name
     for field in ("bytecode", "deployedBytecode"):
         code = data[field]

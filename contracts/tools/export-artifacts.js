@@ -2,7 +2,9 @@
 // Writes the Python package's contract artifacts from a forge output directory:
 //   node contracts/tools/export-artifacts.js <forge-out-dir> <dest-dir> [Contract...]
 // Each <dest-dir>/<Contract>.json is
-//   {"contractName", "abi", "bytecode", "deployedBytecode"}
+//   {"contractName", "abi", "bytecode", "deployedBytecode", "immutableReferences"}
+// where immutableReferences lists the [start, length] byte ranges of deployedBytecode that
+// hold immutables (filled in at deployment), sorted, so clients can recognise deployed code.
 // in that key order, 2-space indented, with a trailing newline, so that a rebuild from the same
 // sources is byte-identical (scripts/contracts check relies on that).
 "use strict";
@@ -23,6 +25,16 @@ function hexObject(section, contract, field) {
   return object.toLowerCase();
 }
 
+function immutableRanges(section) {
+  const refs = (section && section.immutableReferences) || {};
+  const ranges = [];
+  for (const list of Object.values(refs)) {
+    for (const ref of list) ranges.push([ref.start, ref.length]);
+  }
+  ranges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  return ranges;
+}
+
 function main(argv) {
   if (argv.length < 2) {
     process.stderr.write("usage: export-artifacts.js <forge-out-dir> <dest-dir> [Contract...]\n");
@@ -40,6 +52,7 @@ function main(argv) {
       abi: forgeArtifact.abi,
       bytecode: hexObject(forgeArtifact.bytecode, name, "bytecode"),
       deployedBytecode: hexObject(forgeArtifact.deployedBytecode, name, "deployedBytecode"),
+      immutableReferences: immutableRanges(forgeArtifact.deployedBytecode),
     };
     fs.writeFileSync(path.join(destDir, `${name}.json`), JSON.stringify(artifact, null, 2) + "\n");
   }

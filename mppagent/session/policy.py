@@ -36,7 +36,9 @@ class SpendPolicy(BaseModel):
     ``lookahead_units`` is how far ahead of the units actually delivered a
     server may ask to be paid while streaming; ``unit_tolerance`` is how many
     units a receipt may bill beyond what the agent counted itself (0 when the
-    meter is exact, as with one token per SSE chunk).
+    meter is exact, as with one token per SSE chunk). An escrow the server names
+    is only funded if it is in ``allowed_escrows`` or runs the escrow code this
+    agent ships (checked on chain), unless ``trust_unknown_escrows`` is set.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,6 +56,7 @@ class SpendPolicy(BaseModel):
     lookahead_units: int = Field(200, ge=0)
     unit_tolerance: int = Field(0, ge=0)
     max_channels_per_scope: int = Field(4, ge=1)
+    trust_unknown_escrows: bool = False
     allow_top_up: bool = True
     challenge_skew: timedelta = timedelta(seconds=5)
 

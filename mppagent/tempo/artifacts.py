@@ -26,6 +26,22 @@ class Artifact:
     name: str
     abi: list[dict[str, Any]]
     bytecode: str
+    deployed_bytecode: str = ""
+    immutable_ranges: tuple[tuple[int, int], ...] = ()
+
+    def matches_runtime(self, code: bytes) -> bool:
+        """Whether ``code`` (from ``eth_getCode``) is this contract as we compiled it.
+
+        Immutables (the EIP-712 domain's cached address and chain id) differ per
+        deployment, so their byte ranges are ignored; every other byte must match.
+        """
+        expected = bytes.fromhex(self.deployed_bytecode.removeprefix("0x"))
+        if not expected or len(code) != len(expected):
+            return False
+        masked = bytearray(code)
+        for start, length in self.immutable_ranges:
+            masked[start : start + length] = expected[start : start + length]
+        return bytes(masked) == expected
 
     def error_signatures(self) -> dict[bytes, tuple[str, list[str]]]:
         """Map each custom error's 4-byte selector to its name and argument types."""
@@ -44,4 +60,10 @@ def load_artifact(name: str) -> Artifact:
     """Load ``TempoStreamChannel`` or ``TestToken`` from the package data."""
     text = resources.files("mppagent.tempo").joinpath("artifacts", f"{name}.json").read_text()
     data = json.loads(text)
-    return Artifact(name=name, abi=list(data["abi"]), bytecode=str(data["bytecode"]))
+    return Artifact(
+        name=name,
+        abi=list(data["abi"]),
+        bytecode=str(data["bytecode"]),
+        deployed_bytecode=str(data.get("deployedBytecode", "")),
+        immutable_ranges=tuple((int(s), int(n)) for s, n in data.get("immutableReferences", [])),
+    )

@@ -24,7 +24,7 @@ import aiohttp
 from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_typing import HexStr
+from eth_typing import ChecksumAddress, HexAddress, HexStr
 from web3 import AsyncWeb3
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception, Web3RPCError
 from web3.providers import AsyncHTTPProvider
@@ -132,6 +132,7 @@ class ChainClient:
         timeout: float = 10.0,
         error_decoders: Mapping[bytes, tuple[str, list[str]]] | None = None,
         confirm_timeout: float = 60.0,
+        nonce_gap_grace: float = 2.0,
     ) -> None:
         self.rpc_url = rpc_url
         # No hidden web3 retries (5 attempts with backoff by default): they turned
@@ -141,6 +142,7 @@ class ChainClient:
         )
         self.w3 = AsyncWeb3(provider)
         self.confirm_timeout = confirm_timeout
+        self.nonce_gap_grace = nonce_gap_grace
         self._errors: dict[bytes, tuple[str, list[str]]] = dict(error_decoders or {})
         self._chain_id: int | None = None
         self._nonce_locks: dict[str, asyncio.Lock] = {}
@@ -173,6 +175,11 @@ class ChainClient:
             return bytes(await self.w3.eth.call(tx))  # type: ignore[arg-type]
 
         return await self._rpc(go, context or "eth_call")
+
+    async def get_code(self, address: str) -> bytes:
+        """Runtime bytecode at ``address`` (empty for an account without code)."""
+        target = ChecksumAddress(HexAddress(HexStr(checksum_address(address))))
+        return bytes(await self._rpc(lambda: self.w3.eth.get_code(target), "eth_getCode"))
 
     async def block_timestamp(self) -> int:
         """Timestamp of the latest block (the contract's notion of now)."""
@@ -265,6 +272,8 @@ class ChainClient:
                     return tx.hash
                 if "nonce too low" in text and await self.get_receipt(tx.hash) is not None:
                     return tx.hash  # it was mined earlier: same bytes, same effect
+                if "nonce" in text:
+                    self.forget_nonce(tx.sender)  # our counter is off: re-read the chain
                 raise TransactionFailed(
                     f"{context or 'transaction'} {tx.hash} was refused by the node: "
                     f"{_short(str(exc))}"
@@ -294,7 +303,13 @@ class ChainClient:
     async def send_and_wait(self, tx: SignedTransaction, *, context: str = "") -> dict[str, Any]:
         """Broadcast and wait for a successful receipt."""
         await self.send(tx, context=context)
-        return await self.wait(tx.hash, context=context)
+        try:
+            return await self.wait(tx.hash, context=context)
+        except ContractReverted:
+            raise
+        except TransactionFailed:
+            self.forget_nonce(tx.sender)  # never mined: the next nonce comes from the chain
+            raise
 
     def forget_nonce(self, address: str) -> None:
         """Drop the local nonce counter (after a failure); the next tx re-reads the chain."""
@@ -303,13 +318,31 @@ class ChainClient:
     # -- internals -----------------------------------------------------------
 
     async def _allocate_nonce(self, address: str) -> int:
+        """The next nonce: the chain's pending count, once our own signed ones arrived.
+
+        Nonces handed out here that the node has not seen yet are either on
+        their way (an ``open`` the server is about to broadcast) or were never
+        sent at all (signed, then the send failed or was abandoned). A
+        transaction signed behind such a gap would wait in the node's pool
+        forever, so the gap gets ``nonce_gap_grace`` seconds to close; after
+        that its nonces are reused. (Should a late transaction still arrive,
+        one of the two is refused as "nonce too low" -- never both mined.)
+        """
         key = normalize_address(address)
         lock = self._nonce_locks.setdefault(key, asyncio.Lock())
         async with lock:
             on_chain = await self.transaction_count(key)
-            nonce = max(on_chain, self._next_nonce.get(key, 0))
-            self._next_nonce[key] = nonce + 1
-            return nonce
+            handed_out = self._next_nonce.get(key, 0)
+            if handed_out > on_chain:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + self.nonce_gap_grace
+                delay = 0.01
+                while on_chain < handed_out and loop.time() < deadline:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.25)
+                    on_chain = await self.transaction_count(key)
+            self._next_nonce[key] = on_chain + 1
+            return on_chain
 
     async def _fees(self) -> dict[str, int]:
         block = await self._rpc(lambda: self.w3.eth.get_block("latest"), "eth_getBlockByNumber")

@@ -263,3 +263,40 @@ async def test_store_survives_for_a_new_process_view(
     reopened = SqliteChannelStore(tmp_path / "agent.db")
     (record,) = reopened.channels()
     assert (record.signed, record.spent, record.status) == (30 * PRICE, 30 * PRICE, "open")
+
+
+async def test_unknown_escrow_code_is_never_funded(
+    chain: DevChain, start_server: ServerFactory, make_agent: AgentFactory, payer: DevAccount
+) -> None:
+    # A server that names some other contract (here: a token) as its "escrow".
+    fake = chain.token
+    server = await start_server(escrow=fake)
+    agent = await make_agent()
+    before = await balances(chain, payer.address)
+    with pytest.raises(PolicyViolation) as info:
+        await drain(agent, server.url + CHAT, 10)
+    assert info.value.rule == "allowed_escrows"
+    assert agent.channels.list() == []
+    assert await balances(chain, payer.address) == before  # nothing approved or deposited
+    client = chain.client()
+    try:
+        assert await Token(client, chain.token).allowance(payer.address, fake) == 0
+    finally:
+        await client.close()
+
+
+async def test_escrow_code_recognised_at_any_address(chain: DevChain) -> None:
+    from mppagent.tempo.artifacts import load_artifact
+    from mppagent.tempo.chain import ChainClient
+
+    client: ChainClient = chain.client()
+    try:
+        artifact = load_artifact("TempoStreamChannel")
+        tx = await client.sign_deploy(chain.deployer.wallet(), artifact.bytecode, context="deploy")
+        second = str((await client.send_and_wait(tx))["contractAddress"])
+        for address in (chain.escrow, second):
+            assert artifact.matches_runtime(await client.get_code(address))
+        assert not artifact.matches_runtime(await client.get_code(chain.token))
+        assert not artifact.matches_runtime(b"")
+    finally:
+        await client.close()
