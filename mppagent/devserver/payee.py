@@ -132,6 +132,7 @@ class SessionPayee:
         self._chain_seen: dict[str, tuple[float, ChannelState]] = {}
         self.stream_faults: dict[str, frozenset[Fault]] = {}
         self.active_streams: dict[str, object] = {}
+        self._demanded: dict[str, int] = {}
 
     # -- challenges ------------------------------------------------------------------------
 
@@ -327,9 +328,13 @@ class SessionPayee:
         ):
             return Accepted("voucher", channel, challenge)  # idempotent resend: no ECDSA, no limit
         # Throttle failures, never progress: a channel whose vouchers keep failing
-        # verification is refused before the (costly) signature recovery.
+        # verification is refused before the (costly) signature recovery -- except a
+        # voucher answering our own demand, or anyone could stall a paid stream by
+        # flooding its (public) channel id with garbage.
         bucket = self._bucket(channel.channel_id)
-        wait = bucket.wait_time()
+        demanded = self._demanded.get(channel.channel_id)
+        answers_demand = demanded is not None and payload.cumulative_amount >= demanded
+        wait = 0.0 if answers_demand else bucket.wait_time()
         if wait > 0:
             raise RateLimited(
                 "too many failed vouchers for this channel",
@@ -392,6 +397,7 @@ class SessionPayee:
         at once cannot be missed.
         """
         log.debug("stream.need_voucher", channel=channel_id, required=required)
+        self._demanded[channel_id] = required
         return self._voucher_events.setdefault(channel_id, asyncio.Event())
 
     def wake(self, channel_id: str) -> None:
@@ -399,6 +405,7 @@ class SessionPayee:
         self._wake(channel_id)
 
     def _wake(self, channel_id: str) -> None:
+        self._demanded.pop(channel_id, None)
         event = self._voucher_events.pop(channel_id, None)
         if event is not None:
             event.set()
