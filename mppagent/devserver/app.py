@@ -190,7 +190,8 @@ class DevServer:
                 tx_hash=accepted.tx_hash,
                 faults=receipt_faults,
             )
-            return Response(status_code=204, headers=_paid_headers(receipt))
+            # 200, not 204: the draft answers an (idempotent) voucher with "200 OK".
+            return Response(status_code=200, headers=_paid_headers(receipt))
         return await self.serve_paid(
             request, chat, accepted.channel.channel_id, accepted.challenge.id, faults, fault_after
         )
@@ -265,7 +266,12 @@ class DevServer:
             headers = _paid_headers(receipt)
             headers["x-accel-buffering"] = "no"
             stream.claim()  # before any await: an older stream must not spend our voucher
-            return StreamingResponse(stream.body(), media_type="text/event-stream", headers=headers)
+            body_iter = stream.body()
+            if key:
+                body_iter = self._remembered(
+                    body_iter, payee, stream, channel_id, challenge_id, key
+                )
+            return StreamingResponse(body_iter, media_type="text/event-stream", headers=headers)
         price = self.config.price_per_token * (2 if Fault.PRICE_CHANGE in faults else 1)
         cost = len(tokens) * price
         charged = await payee.charge(channel_id, cost)
@@ -297,6 +303,46 @@ class DevServer:
                 IdempotentResponse(200, "application/json", encoded, encode_receipt(receipt)),
             )
         return Response(encoded, media_type="application/json", headers=_paid_headers(receipt))
+
+    async def _remembered(
+        self,
+        body: AsyncIterator[bytes],
+        payee: SessionPayee,
+        stream: MeteredStream,
+        channel_id: str,
+        challenge_id: str,
+        key: str,
+    ) -> AsyncIterator[bytes]:
+        """Pass a paid stream through, keeping it so a retry with the same key replays it.
+
+        The key is in flight while streaming (a duplicate gets 409); a completed
+        stream up to ``_REPLAY_LIMIT`` bytes is stored with its final receipt, so
+        the retry is answered without generating or charging anything again.
+        """
+        marker = (challenge_id, key)
+        self._in_flight.add(marker)
+        parts: list[bytes] = []
+        size = 0
+        complete = False
+        try:
+            async for chunk in body:
+                if size <= _REPLAY_LIMIT:
+                    parts.append(chunk)
+                    size += len(chunk)
+                yield chunk
+            complete = True
+        finally:
+            self._in_flight.discard(marker)
+            channel = payee.state.get(channel_id)
+            if complete and size <= _REPLAY_LIMIT and channel is not None:
+                receipt = payee.receipt(channel, challenge_id, units=stream.units)
+                payee.state.remember_response(
+                    challenge_id,
+                    key,
+                    IdempotentResponse(
+                        200, "text/event-stream", b"".join(parts), encode_receipt(receipt)
+                    ),
+                )
 
     async def serve_free(self, request: Request) -> Response:
         """A completion for a Bearer-key client: same model, no metering, no receipts."""
@@ -349,6 +395,9 @@ class DevServer:
             yield SSE_DONE
 
         return StreamingResponse(body(), media_type="text/event-stream")
+
+
+_REPLAY_LIMIT = 4 * 1024 * 1024
 
 
 def _paid_headers(receipt: Mapping[str, JSON]) -> dict[str, str]:

@@ -37,7 +37,6 @@ from mppagent.protocol import (
     MalformedCredentialProblem,
     MethodUnsupportedProblem,
     PaymentError,
-    PaymentExpiredProblem,
     ProblemError,
     SignerMismatchProblem,
     VerificationFailedProblem,
@@ -181,7 +180,8 @@ class SessionPayee:
         if challenge.is_expired(datetime.now(UTC)):
             if top_up:
                 raise ChallengeNotFoundProblem("the challenge has expired")
-            raise PaymentExpiredProblem("the challenge has expired; use the fresh one")
+            # The core draft's status table: expired challenges are invalid-challenge.
+            raise InvalidChallengeProblem("the challenge has expired; use the fresh one")
         return challenge
 
     async def accept(self, credential: Credential, faults: frozenset[Fault]) -> Accepted:

@@ -284,12 +284,12 @@ async def test_min_voucher_delta_enforced(chain: DevChain, tmp_path: Path, payer
         assert body["channelId"] == channel_id
 
         response = await pay_head(http, payer.voucher(channel_id, 1000))
-        assert response.status_code == 204
+        assert response.status_code == 200
         assert header_receipt(response).accepted_cumulative == 1000
         response = await pay_head(http, payer.voucher(channel_id, 1999))
         assert_problem(response, "session/delta-too-small", body=False)
         response = await pay_head(http, payer.voucher(channel_id, 2000))
-        assert response.status_code == 204
+        assert response.status_code == 200
         assert header_receipt(response).accepted_cumulative == 2000
 
 
@@ -304,7 +304,7 @@ async def test_voucher_monotonicity_and_idempotency(
         challenge = await fresh_challenge(http)
         voucher = payer.voucher(channel_id, 5000)
         response = await http.head(PATH, headers=authorization(challenge, voucher))
-        assert response.status_code == 204
+        assert response.status_code == 200
         assert response.content == b""
         receipt = header_receipt(response)
         assert receipt.challenge_id == challenge.id
@@ -315,7 +315,7 @@ async def test_voucher_monotonicity_and_idempotency(
         # The same voucher again: success, nothing changes (not even the row's timestamp).
         await asyncio.sleep(0.01)
         again = await pay_head(http, payer.voucher(channel_id, 5000))
-        assert again.status_code == 204
+        assert again.status_code == 200
         receipt = header_receipt(again)
         assert (receipt.accepted_cumulative, receipt.spent) == (5000, 0)
         assert stored(config, channel_id) == row
@@ -377,7 +377,7 @@ async def test_challenge_binding_rejections(
         expired = expired_challenge(challenge.request_data)
         assert expired.verify_id(SECRET)
         response = await http.post(PATH, json=chat(), headers=authorization(expired, voucher))
-        assert_problem(response, "payment-expired")
+        assert_problem(response, "invalid-challenge")
 
         # An expired challenge must stop an open before anything is broadcast.
         await payer.approve(DEPOSIT)
@@ -389,7 +389,7 @@ async def test_challenge_binding_rejections(
             signature=payer.sign(unsent_id, 0),
         )
         response = await http.head(PATH, headers=authorization(expired, opening))
-        assert_problem(response, "payment-expired", body=False)
+        assert_problem(response, "invalid-challenge", body=False)
         payer.unsent()
         assert not (await Escrow(client, chain.escrow).get_channel(unsent_id)).exists
 
@@ -483,7 +483,7 @@ async def test_unknown_and_finalized_channels_are_gone(
 
         channel_id, _ = await open_channel(http, payer, DEPOSIT)
         closed = await pay_head(http, payer.close(channel_id, 0))
-        assert closed.status_code == 204
+        assert closed.status_code == 200
         response = await http.post(
             PATH,
             json=chat(),
@@ -530,7 +530,7 @@ async def test_top_up_raises_the_deposit(
         challenge = await fresh_challenge(http)
         topped = TopUpPayload(channel_id=channel_id, transaction=tx.raw, additional_deposit=50_000)
         response = await http.head(PATH, headers=authorization(challenge, topped))
-        assert response.status_code == 204
+        assert response.status_code == 200
         receipt = header_receipt(response)
         assert receipt.challenge_id == challenge.id
         assert receipt.tx_hash == tx.hash
@@ -545,7 +545,7 @@ async def test_top_up_raises_the_deposit(
 
         # The new deposit is usable at once.
         response = await pay_head(http, payer.voucher(channel_id, DEPOSIT + 1000))
-        assert response.status_code == 204
+        assert response.status_code == 200
         assert header_receipt(response).accepted_cumulative == DEPOSIT + 1000
 
 
@@ -575,12 +575,12 @@ async def test_deposit_topped_up_directly_on_chain_is_seen(
     config = make_config(chain, tmp_path, chain_check_interval=600.0)
     async with asgi_client(config) as http:
         channel_id, _ = await open_channel(http, payer, DEPOSIT)
-        assert (await pay_head(http, payer.voucher(channel_id, 1000))).status_code == 204
+        assert (await pay_head(http, payer.voucher(channel_id, 1000))).status_code == 200
         await payer.approve(5000)
         tx = await payer.escrow.sign_top_up(payer.account.wallet(), channel_id, 5000)
         await payer.client.send_and_wait(tx)  # behind the server's back
         response = await pay_head(http, payer.voucher(channel_id, DEPOSIT + 5000))
-        assert response.status_code == 204
+        assert response.status_code == 200
         assert header_receipt(response).accepted_cumulative == DEPOSIT + 5000
         response = await pay_head(http, payer.voucher(channel_id, DEPOSIT + 5001))
         assert_problem(response, "session/amount-exceeds-deposit", body=False)
@@ -626,7 +626,7 @@ async def test_cooperative_close_captures_exactly_spent(
         response = await http.post(
             PATH, json=chat(), headers=authorization(challenge, payer.close(channel_id, 300))
         )
-        assert response.status_code == 204, response.text
+        assert response.status_code == 200, response.text
         receipt = header_receipt(response)
         assert receipt.challenge_id == challenge.id
         assert (receipt.accepted_cumulative, receipt.spent) == (2000, 300)
@@ -668,7 +668,7 @@ async def test_valid_vouchers_paying_ahead_are_not_throttled(
             ).status_code
             for amount in range(PRICE, 11 * PRICE, PRICE)
         ]
-        assert statuses == [204] * 10
+        assert statuses == [200] * 10
         row = stored(config, channel_id)
         assert row is not None
         assert row["accepted"] == str(10 * PRICE)
@@ -728,7 +728,7 @@ async def test_state_survives_a_restart(chain: DevChain, tmp_path: Path, payer: 
         challenge = await fresh_challenge(http)
         payload = await payer.open_payload(DEPOSIT, initial=0)
         channel_id = payload.channel_id
-        assert (await http.head(PATH, headers=authorization(challenge, payload))).status_code == 204
+        assert (await http.head(PATH, headers=authorization(challenge, payload))).status_code == 200
         voucher = payer.voucher(channel_id, 500)
         response = await http.post(PATH, json=chat(7), headers=authorization(challenge, voucher))
         assert response.status_code == 200
@@ -744,7 +744,7 @@ async def test_state_survives_a_restart(chain: DevChain, tmp_path: Path, payer: 
         ) as http:
             challenge = await fresh_challenge(http)  # same secret: B honours A's challenges too
             response = await http.head(PATH, headers=authorization(challenge, voucher))
-            assert response.status_code == 204
+            assert response.status_code == 200
             after = header_receipt(response)
             assert (after.accepted_cumulative, after.spent) == (500, 175)
 

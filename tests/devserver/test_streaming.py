@@ -36,6 +36,7 @@ from .helpers import (
     header_receipt,
     make_config,
     session_receipt,
+    stored,
     sse_events,
     token_text,
 )
@@ -144,7 +145,7 @@ def voucher_answer(
             response = await served.side.head(PATH, headers=headers)
         else:  # POST without a body: a payment-only update
             response = await served.side.post(PATH, headers=headers)
-        assert response.status_code == 204, (response.status_code, response.text)
+        assert response.status_code == 200, (response.status_code, response.text)
         assert response.content == b""
         receipt = header_receipt(response)
         assert receipt.accepted_cumulative == need.required_cumulative
@@ -217,7 +218,7 @@ async def test_stream_pauses_for_vouchers_and_settles_exactly(
         close = await served.side.head(
             PATH, headers=authorization(challenge, payer.close(channel_id, total * PRICE))
         )
-        assert close.status_code == 204
+        assert close.status_code == 200
         closed = header_receipt(close)
         assert closed.tx_hash is not None
         assert (closed.spent, closed.accepted_cumulative) == (12500, 12500)
@@ -289,7 +290,7 @@ async def test_stream_ends_cleanly_without_a_voucher(
         response = await served.side.head(
             PATH, headers=authorization(challenge, payer.voucher(payload.channel_id, 500))
         )
-        assert response.status_code == 204
+        assert response.status_code == 200
         assert (header_receipt(response).spent, header_receipt(response).accepted_cumulative) == (
             250,
             500,
@@ -372,7 +373,7 @@ async def test_slow_voucher_fault(chain: DevChain, tmp_path: Path, payer: Payer)
             PATH,
             headers=authorization(challenge, payer.voucher(payload.channel_id, total * PRICE)),
         )
-        assert response.status_code == 204
+        assert response.status_code == 200
         assert time.monotonic() - start < 0.45
 
 
@@ -514,7 +515,7 @@ async def test_stream_request_with_bad_voucher_is_refused_before_streaming(
         challenge = await fresh_challenge(served.side)
         payload = await open_payload(payer)
         opened = await served.side.head(PATH, headers=authorization(challenge, payload))
-        assert opened.status_code == 204
+        assert opened.status_code == 200
         bad = payer.voucher(payload.channel_id, 1000).model_copy(
             update={"signature": "0x" + "00" * 65}
         )
@@ -522,3 +523,26 @@ async def test_stream_request_with_bad_voucher_is_refused_before_streaming(
             PATH, json=chat(10, stream=True), headers=authorization(challenge, bad)
         )
         assert_problem(response, "session/invalid-signature")
+
+
+async def test_retried_stream_with_the_same_idempotency_key_is_replayed_not_recharged(
+    chain: DevChain, tmp_path: Path, payer: Payer
+) -> None:
+    total = 40
+    config = make_config(chain, tmp_path)
+    async with serve(config) as served:
+        challenge = await fresh_challenge(served.side)
+        payload = await open_payload(payer, initial=total * PRICE)
+        headers = {**authorization(challenge, payload), "idempotency-key": "req-1"}
+        first = await served.stream.post(PATH, json=chat(total, stream=True), headers=headers)
+        assert first.status_code == 200
+        spent_after_first = stored(config, payload.channel_id)
+        again_headers = {
+            **authorization(challenge, payer.voucher(payload.channel_id, total * PRICE)),
+            "idempotency-key": "req-1",
+        }
+        second = await served.side.post(PATH, json=chat(total, stream=True), headers=again_headers)
+        assert second.status_code == 200
+        assert second.content == first.content  # the same answer, replayed
+        assert stored(config, payload.channel_id) == spent_after_first  # and not charged again
+        assert header_receipt(second).spent == total * PRICE
