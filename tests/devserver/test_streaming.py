@@ -36,8 +36,8 @@ from .helpers import (
     header_receipt,
     make_config,
     session_receipt,
-    stored,
     sse_events,
+    stored,
     token_text,
 )
 
