@@ -77,6 +77,8 @@ class Agent:
     ``transport`` is the inner HTTP transport (tests pass an ASGI one).
     ``delegate_signer=True`` opens channels whose vouchers are signed by a
     fresh per-channel key, so the main key only signs on-chain transactions.
+    ``chain_timeout`` bounds each JSON-RPC call (an unresponsive node surfaces as
+    ``ChainUnavailable`` after that many seconds).
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class Agent:
         observer: Observer | None = None,
         delegate_signer: bool = False,
         voucher_deadline: float = 45.0,
+        chain_timeout: float = 10.0,
     ) -> None:
         if wallet is None:
             if private_key is None:
@@ -100,7 +103,7 @@ class Agent:
         self.wallet = wallet
         self.policy = policy or SpendPolicy()
         self.store: ChannelStore = store if store is not None else SqliteChannelStore.default()
-        self.chain = ChainClient(rpc_url)
+        self.chain = ChainClient(rpc_url, timeout=chain_timeout)
         self.manager = ChannelManager(
             wallet=wallet,
             chain=self.chain,

@@ -34,6 +34,7 @@ from mppagent.session.store import (
     OperationState,
     Scope,
     SignedVoucher,
+    lease_is_live,
     new_owner_id,
 )
 from mppagent.tempo.artifacts import load_artifact
@@ -151,12 +152,17 @@ class ChannelManager:
             )
         scope = self.scope_of(offer)
         deadline = time.monotonic() + self.pool_wait
+        settled_stale = False
         while True:
             record = self.store.acquire(
                 scope, self.owner, ttl=self.lease_ttl, min_remaining=offer.price
             )
             if record is not None:
                 return Checkout(record=record, is_new=False, offer=offer)
+            if not settled_stale:
+                settled_stale = True
+                if await self._settle_stale_opens(scope):
+                    continue  # an earlier open turned out to be on chain: use it
             await self._check_escrow(scope.escrow)
             fresh = self._new_record(offer, scope, url)
             if self.store.reserve(
@@ -191,6 +197,25 @@ class ChannelManager:
                     "knows; add it to allowed_escrows if you trust it",
                 )
         self._trusted_escrows.add(escrow)
+
+    async def _settle_stale_opens(self, scope: Scope) -> bool:
+        """Resolve opens an earlier request left pending (e.g. the RPC failed mid-open).
+
+        Only records no live stream holds are touched; their recorded transaction is
+        resent with the same bytes, as on :meth:`recover`. True if one is now open.
+        """
+        opened = False
+        for record in self.store.channels(scope, [ChannelStatus.OPENING]):
+            if lease_is_live(record.lease_owner, record.lease_until):
+                continue  # being opened right now
+            pending = self.store.operations(
+                record.channel_id, kind=OperationKind.OPEN, state=OperationState.PENDING
+            )
+            for op in pending:
+                await self._settle_pending_tx(op)
+            if pending and (await self.reconcile(record.channel_id)).status == ChannelStatus.OPEN:
+                opened = True
+        return opened
 
     def _new_record(self, offer: Offer, scope: Scope, url: str) -> ChannelRecord:
         deposit = self.policy.initial_deposit(offer)
@@ -343,11 +368,14 @@ class ChannelManager:
         """Record-then-return a voucher for ``amount`` (or the higher one already recorded)."""
         signer = self.signer_for(record)
         scope = record.scope
+        # Without a daily budget there is nothing to check, and the store need not sum
+        # every voucher of the last 24 hours (a scan that grows with each one signed).
+        check = self.policy.check_daily_budget if self.policy.budget_per_day is not None else None
         return self.store.sign_voucher(
             record.channel_id,
             amount,
             lambda value: signer.sign(record.channel_id, value, scope.escrow, scope.chain_id),
-            check=self.policy.check_daily_budget,
+            check=check,
         )
 
     def voucher_payload(self, record: ChannelRecord, amount: int) -> VoucherPayload:
@@ -439,7 +467,20 @@ class ChannelManager:
         elif record.status == ChannelStatus.OPEN:
             # The chain does not know a channel we thought open (reorg or wrong RPC).
             changes["status"] = ChannelStatus.FAILED
+        elif record.status == ChannelStatus.OPENING and not self._open_may_land(record):
+            # Its open transaction failed (or was never signed): it can never exist, and
+            # an ``opening`` record would count against max_channels_per_scope forever.
+            changes["status"] = ChannelStatus.FAILED
         return self.store.update(record.channel_id, **changes) if changes else record
+
+    def _open_may_land(self, record: ChannelRecord) -> bool:
+        """Whether an ``opening`` channel may still appear on chain."""
+        if lease_is_live(record.lease_owner, record.lease_until):
+            return True  # a stream is opening it right now
+        pending = self.store.operations(
+            record.channel_id, kind=OperationKind.OPEN, state=OperationState.PENDING
+        )
+        return bool(pending)
 
     async def recover(self) -> list[ChannelRecord]:
         """Resolve every pending operation after a crash; then reconcile touched channels.
