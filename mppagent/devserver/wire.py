@@ -37,6 +37,7 @@ from typing import Annotated, Any, Final, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mppagent.devserver.fakemodel import Token, count_prompt_tokens, prompt_text
+from mppagent.protocol.encoding import json_nesting_exceeds
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -488,10 +489,16 @@ def parse_chat_request(body: object) -> ChatRequest:
         raise _wire_error(exc) from None
 
 
+_MAX_BODY_DEPTH = 64
+
+
 def parse_chat_request_json(raw: bytes | str) -> ChatRequest:
     """:func:`parse_chat_request` for an undecoded body; bad JSON is a :class:`WireError` too."""
     try:
-        body = json.loads(raw)
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        if json_nesting_exceeds(text, _MAX_BODY_DEPTH):
+            raise ValueError("nested too deeply")  # parsing it could crash the server
+        body = json.loads(text)
     except (ValueError, RecursionError):
         raise WireError(
             "We could not parse the JSON body of your request. The request body must be "

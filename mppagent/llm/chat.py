@@ -33,6 +33,7 @@ from mppagent.llm.providers import (
     ProviderProfile,
 )
 from mppagent.protocol import JSON
+from mppagent.protocol.encoding import json_nesting_exceeds
 
 __all__ = [
     "ChatDelta",
@@ -51,6 +52,8 @@ MediaSource: TypeAlias = str | os.PathLike[str]
 _URL_SCHEMES: Final = ("http", "https", "data")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _SUMMARY_CHARS: Final = 300
+# Deeper than any provider's answer, far shallower than what overflows the C stack.
+_MAX_JSON_DEPTH: Final = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +317,8 @@ def parse_completion(body: Mapping[str, object] | bytes | str) -> ChatDelta:
 
 
 def _json_object(text: str, what: str) -> Mapping[str, object]:
+    if json_nesting_exceeds(text, _MAX_JSON_DEPTH):
+        raise ProviderError(None, f"the provider sent a {what} nested too deeply to parse")
     try:
         value = json.loads(text)
     except (ValueError, RecursionError):

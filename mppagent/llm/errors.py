@@ -25,9 +25,12 @@ import httpx
 
 from mppagent.errors import NetworkError
 from mppagent.logging import redact
+from mppagent.protocol.encoding import json_nesting_exceeds
 
 if TYPE_CHECKING:
     from mppagent.llm.providers import ProviderProfile
+
+_MAX_JSON_DEPTH = 512
 
 __all__ = [
     "MAX_RETRY_DELAY",
@@ -139,6 +142,8 @@ def error_message(body: bytes) -> str | None:
         return None
     message: str | None = None
     try:
+        if json_nesting_exceeds(text, _MAX_JSON_DEPTH):
+            raise ValueError("nested too deeply")  # parsing it could crash the process
         data = json.loads(text)
     except (ValueError, RecursionError):
         data = None

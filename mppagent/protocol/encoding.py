@@ -125,12 +125,18 @@ def b64url_decode(
     return data
 
 
-def _check_depth(text: str, max_depth: int, what: str) -> None:
-    """Refuse JSON nested deeper than ``max_depth`` before the recursive parser sees it.
+def json_nesting_exceeds(text: str, max_depth: int) -> bool:
+    """Whether JSON arrays/objects in ``text`` nest deeper than ``max_depth``.
 
-    Scans only brackets, quotes and backslashes (skipping string contents exactly
-    as JSON's grammar does), so it runs in linear time on any input.
+    ``json.loads`` recurses in C once per level, guarded only by the recursion
+    limit -- which eth-account's dependencies raise to 100 000, so a deep enough
+    document overflows the C stack and kills the process instead of raising
+    ``RecursionError``. Every JSON parser fed by a peer asks this first. Scans
+    only brackets, quotes and backslashes (string contents skipped exactly as
+    JSON's grammar says), in linear time; few brackets means no scan at all.
     """
+    if text.count("[") + text.count("{") <= max_depth:
+        return False
     depth = 0
     in_string = False
     escaped_index = -1
@@ -149,11 +155,16 @@ def _check_depth(text: str, max_depth: int, what: str) -> None:
         elif char in "[{":
             depth += 1
             if depth > max_depth:
-                raise JSONTooDeep(
-                    f"nested deeper than {max_depth} levels", limit=max_depth, what=what
-                )
+                return True
         elif char in "]}":
             depth -= 1
+    return False
+
+
+def _check_depth(text: str, max_depth: int, what: str) -> None:
+    """Refuse JSON nested deeper than ``max_depth`` before the recursive parser sees it."""
+    if json_nesting_exceeds(text, max_depth):
+        raise JSONTooDeep(f"nested deeper than {max_depth} levels", limit=max_depth, what=what)
 
 
 def _check_strings(value: object, what: str) -> None:

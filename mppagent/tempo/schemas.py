@@ -10,6 +10,7 @@ kept out of ``repr``.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -52,6 +53,8 @@ class InvalidSessionMessage(ProtocolError):
     """A session request, payload, event or receipt does not match the draft's schema."""
 
 
+_HEX_DIGITS = re.compile(r"[0-9a-fA-F]*")
+
 WIRE = {"wire": True}
 """Validation context for data from a peer: amounts must then be decimal strings."""
 
@@ -71,10 +74,9 @@ def _amount(value: object, info: ValidationInfo) -> int:
 def _hex_blob(value: object) -> str:
     if not isinstance(value, str) or not value.startswith("0x") or len(value) % 2:
         raise ValueError("must be 0x-prefixed hex with an even number of digits")
-    try:
-        bytes.fromhex(value[2:])
-    except ValueError:
-        raise ValueError("must be hex") from None
+    # Not bytes.fromhex: it skips whitespace, so "0x 12 34 " would pass as hex.
+    if not _HEX_DIGITS.fullmatch(value, 2):
+        raise ValueError("must be hex")
     return value.lower()
 
 

@@ -40,6 +40,7 @@ _BLANK_AFTER_LINE = re.compile(_EOL + _EOL)
 _LEADING_EOL = re.compile(_EOL)
 _SPLIT_LINES = re.compile(rb"\r\n|\r|\n")
 _EOL_BYTES = (0x0A, 0x0D)
+_MAX_RETRY_DIGITS = 18
 
 
 class EventTooLarge(ProtocolError):
@@ -66,25 +67,36 @@ _EMPTY_ID: str | None = None
 
 
 class SSEParser:
-    """Feed bytes, get complete events. Not thread-safe; one per stream."""
+    """Feed bytes, get complete events. Not thread-safe; one per stream.
 
-    __slots__ = ("_buffer", "_max")
+    Linear in the input however it is chunked: bytes accumulate in a
+    ``bytearray``, a chunk without any line-end byte is only appended, and the
+    search for the end of an event resumes where the previous one stopped.
+    """
+
+    __slots__ = ("_buffer", "_max", "_scanned")
 
     def __init__(self, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._max = max_event_bytes
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of _buffer already searched for an event end
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Consume ``chunk``; return the events it completed (possibly none)."""
         if not chunk:
             return []
-        data = self._buffer + chunk if self._buffer else chunk
+        buffer = self._buffer
+        buffer += chunk
         events: list[SSEEvent] = []
-        pos = self._take_blocks(data, events, final=False)
-        rest = data[pos:]
-        if len(rest) > self._max:
+        if b"\n" in chunk or b"\r" in chunk:
+            pos = self._take_blocks(buffer, events, final=False, resume=self._scanned)
+            if pos:
+                del buffer[:pos]
+            # Resume the next search a few bytes back: a line end split across
+            # chunks ("\r" | "\n") must still be seen as one.
+            self._scanned = max(len(buffer) - 3, 0)
+        if len(buffer) > self._max:
             raise EventTooLarge(f"SSE event exceeds {self._max} bytes")
-        self._buffer = rest
         return events
 
     def close(self) -> tuple[list[SSEEvent], bytes]:
@@ -93,14 +105,16 @@ class SSEParser:
         The leftover is an unterminated event, which the spec discards; its
         bytes are returned so a forwarding caller can pass them on unchanged.
         """
-        data, self._buffer = self._buffer, b""
+        data, self._buffer, self._scanned = self._buffer, bytearray(), 0
         events: list[SSEEvent] = []
-        pos = self._take_blocks(data, events, final=True)
-        return events, data[pos:]
+        pos = self._take_blocks(data, events, final=True, resume=0)
+        return events, bytes(data[pos:])
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _take_blocks(self, data: bytes, events: list[SSEEvent], *, final: bool) -> int:
+    def _take_blocks(
+        self, data: bytearray, events: list[SSEEvent], *, final: bool, resume: int
+    ) -> int:
         end = len(data) if final or not data.endswith(b"\r") else len(data) - 1
         pos = 0
         while pos < end:
@@ -108,16 +122,17 @@ class SSEParser:
             if lead is not None:
                 # A blank line with no fields before it: nothing to dispatch, but its
                 # bytes belong to the stream and are handed on as an empty event.
-                events.append(SSEEvent("", "", None, None, data[pos : lead.end()]))
+                events.append(SSEEvent("", "", None, None, bytes(data[pos : lead.end()])))
                 pos = lead.end()
                 continue
-            blank = _BLANK_AFTER_LINE.search(data, pos, end)
+            blank = _BLANK_AFTER_LINE.search(data, max(pos, resume), end)
+            resume = 0
             if blank is None:
                 break
             stop = blank.end()
             if stop - pos > self._max:
                 raise EventTooLarge(f"SSE event exceeds {self._max} bytes")
-            events.append(_parse_block(data[pos : blank.start()], data[pos:stop]))
+            events.append(_parse_block(bytes(data[pos : blank.start()]), bytes(data[pos:stop])))
             pos = stop
         return pos
 
@@ -147,7 +162,9 @@ def _parse_block(block: bytes, raw: bytes) -> SSEEvent:
                 event_id = value.decode("utf-8", errors="replace")
             has_fields = True
         elif name == b"retry":
-            if value.isdigit():
+            # Beyond 18 digits it is no delay a client could use, and int() of more
+            # than 4300 digits raises ValueError: such a field is ignored.
+            if value.isdigit() and len(value.lstrip(b"0")) <= _MAX_RETRY_DIGITS:
                 retry = int(value)
             has_fields = True
     if not has_fields:

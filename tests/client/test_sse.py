@@ -79,3 +79,14 @@ def test_oversized_event_is_refused() -> None:
 def test_field_without_space_and_unknown_fields() -> None:
     events, _ = parse_all([b"data:nospace\nfoo: bar\n\n"])
     assert events[0].data == "nospace"
+
+
+def test_absurd_retry_values_are_ignored_not_fatal() -> None:
+    # Found by benchmarks/fuzz.py: int() refuses more than 4300 digits (ValueError).
+    events, tail = parse_all(
+        [b"retry: " + b"9" * 5000 + b"\ndata: x\n\n", b"retry: 0000000000000000001500\n\n"]
+    )
+    assert tail == b""
+    assert [(e.data, e.retry) for e in events] == [("x", None), ("", 1500)]
+    events, _ = parse_all([b"retry: " + b"9" * 19 + b"\n\nretry: " + b"9" * 18 + b"\n\n"])
+    assert [e.retry for e in events] == [None, 10**18 - 1]

@@ -761,3 +761,11 @@ def test_sdk_client_raises_our_errors_as_bad_request(client: openai.OpenAI) -> N
     assert info.value.param == "messages[0].content[0].type"
     assert info.value.code == "invalid_value"
     assert info.value.type == "invalid_request_error"
+
+
+def test_deeply_nested_request_body_is_refused_not_fatal() -> None:
+    from mppagent.devserver.wire import WireError, parse_chat_request_json
+
+    with pytest.raises(WireError) as info:
+        parse_chat_request_json(b'{"model": "m", "messages": ' + b"[" * 200_000)
+    assert info.value.code == "invalid_json"

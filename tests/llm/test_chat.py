@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -325,3 +327,34 @@ def test_parse_chunk_tolerates_what_providers_send() -> None:
         parse_chunk("<html>oops</html>")
     with pytest.raises(ProviderError, match="not a JSON object"):
         parse_chunk("[1, 2]")
+
+
+def test_deeply_nested_payloads_are_refused_not_parsed() -> None:
+    # Found by benchmarks/fuzz.py: json.loads recursed once per level, and with
+    # py_ecc's recursion limit (100 000) a deep document overflowed the C stack.
+    deep = '{"choices": ' + "[" * 600 + "]" * 600 + "}"
+    with pytest.raises(ProviderError, match="nested too deeply"):
+        parse_chunk(deep)
+    with pytest.raises(ProviderError, match="nested too deeply"):
+        parse_completion(deep.encode())
+    # Brackets inside strings are text, not nesting.
+    brackets = json.dumps({"choices": [{"delta": {"content": "[{" * 2000 + '\\"'}}]})
+    assert parse_chunk(brackets) == ChatDelta(content="[{" * 2000 + '\\"')
+
+
+def test_deep_payloads_cannot_crash_a_process_with_a_raised_recursion_limit() -> None:
+    script = (
+        "import sys\n"
+        "sys.setrecursionlimit(100_000)  # what importing eth-account (py_ecc) does\n"
+        "from mppagent.llm import ProviderError, parse_chunk, parse_completion\n"
+        "deep = '[' * 200_000 + ']' * 200_000\n"
+        "for parse in (parse_chunk, parse_completion):\n"
+        "    try:\n"
+        "        parse(deep)\n"
+        "    except ProviderError:\n"
+        "        print('refused')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout) == (0, "refused\nrefused\n"), done.stderr[-500:]

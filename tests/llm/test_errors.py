@@ -112,3 +112,10 @@ def test_retry_delay_honours_retry_after(
 ) -> None:
     now = datetime(2026, 10, 21, 7, 28, 0, tzinfo=UTC)
     assert retry_delay(response(**headers), attempt, now=now) == delay
+
+
+def test_deeply_nested_error_body_is_summarised_not_fatal() -> None:
+    from mppagent.llm.errors import describe_http_error
+
+    line = describe_http_error(400, b"[" * 200_000, None)
+    assert line.startswith("400")
