@@ -35,7 +35,7 @@ from mppagent.devserver.fakemodel import FakeModel
 from mppagent.devserver.faults import FAULT_AFTER_HEADER, FAULT_HEADER, Fault, parse_faults
 from mppagent.devserver.payee import RateLimited, SessionPayee
 from mppagent.devserver.state import IdempotentResponse, ServerState
-from mppagent.devserver.streaming import MeteredStream, StreamPlan
+from mppagent.devserver.streaming import MeteredStream, Pacer, StreamPlan
 from mppagent.devserver.wire import (
     SSE_DONE,
     ChatRequest,
@@ -382,14 +382,14 @@ class DevServer:
             include_usage=chat.include_usage,
             vendor_fields=chat.vendor_fields(),
         )
-        interval = 1 / self.config.tokens_per_second if self.config.tokens_per_second else 0.0
-        batch = 1 if interval else self.config.charge_batch
+        pacer = Pacer(self.config.tokens_per_second)
+        batch = 1 if pacer.paced else self.config.charge_batch
 
         async def body() -> AsyncIterator[bytes]:
             yield sse(writer.role_chunk())
             for start in range(0, len(tokens), batch):
                 yield b"".join(sse(writer.token_chunk(t)) for t in tokens[start : start + batch])
-                await asyncio.sleep(interval)
+                await pacer.tick()
             for final in writer.final_chunks(plan.finish_reason, usage):
                 yield sse(final)
             yield SSE_DONE

@@ -22,9 +22,40 @@ from mppagent.devserver.payee import SessionPayee
 from mppagent.devserver.wire import SSE_DONE, ChunkWriter, FinishReason, Usage, sse
 from mppagent.logging import get_logger
 
-__all__ = ["MeteredStream", "StreamPlan"]
+__all__ = ["MeteredStream", "Pacer", "StreamPlan"]
 
 log = get_logger("mppagent.devserver")
+
+
+class Pacer:
+    """Holds a stream to ``rate`` tokens per second on a fixed schedule.
+
+    Sleeping a fixed interval *after* each token would add the server's own work
+    to every step, so a paid stream (which also charges) would run slower than a
+    free one at the same setting; keeping a schedule makes both run at the rate.
+    After a long pause (waiting for a voucher) the schedule restarts instead of
+    bursting to catch up. Without a rate it just yields to other tasks.
+    """
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1 / rate if rate else 0.0
+        self._next: float | None = None
+
+    @property
+    def paced(self) -> bool:
+        """Whether a rate is set (then tokens go out one by one)."""
+        return bool(self.interval)
+
+    async def tick(self) -> None:
+        """Wait until the next token is due."""
+        if not self.interval:
+            await asyncio.sleep(0)
+            return
+        now = asyncio.get_running_loop().time()
+        if self._next is None or now - self._next > 10 * self.interval:
+            self._next = now
+        self._next += self.interval
+        await asyncio.sleep(max(self._next - now, 0.0))
 
 
 @dataclass(frozen=True)
@@ -87,13 +118,13 @@ class MeteredStream:
             yield sse(self.writer.role_chunk())
             index = 0
             total = len(plan.tokens)
-            interval = 1 / self.config.tokens_per_second if self.config.tokens_per_second else 0.0
+            pacer = Pacer(self.config.tokens_per_second)
             while index < total:
                 if self.superseded:
                     break  # a newer stream on this channel took over
                 async for fault_bytes in self._faults(index):
                     yield fault_bytes
-                batch = 1 if interval else min(self.config.charge_batch, total - index)
+                batch = 1 if pacer.paced else min(self.config.charge_batch, total - index)
                 async for demand in self._pay_for(batch, total - index):
                     yield demand
                 paid = self._paid
@@ -105,10 +136,7 @@ class MeteredStream:
                 )
                 index += paid
                 yield chunk
-                if interval:
-                    await asyncio.sleep(interval)
-                else:
-                    await asyncio.sleep(0)  # let voucher requests and other streams run
+                await pacer.tick()  # also lets voucher requests and other streams run
             finish: FinishReason = plan.finish_reason if index == total else "length"
             usage = Usage.of(plan.prompt_tokens, plan.tokens[:index])
             for final in self.writer.final_chunks(finish, usage):
