@@ -145,11 +145,19 @@ def test_receipt_invariants() -> None:
     with pytest.raises(ServerMisbehaviour, match="receipt_accepted"):
         ex.check_receipt(receipt(400, 1001))
     with pytest.raises(ServerMisbehaviour, match="receipt_monotonic"):
-        ex.check_receipt(receipt(300, 500))
+        ex.check_receipt(receipt(300, 600))  # spent down while accepted went up
     with pytest.raises(ServerMisbehaviour, match="receipt_monotonic"):
-        ex.check_receipt(receipt(400, 499))
+        ex.check_receipt(receipt(450, 499))  # accepted down while spent went up
     ex.check_receipt(receipt(400, 500))
     assert (ex.spent, ex.accepted) == (400, 500)
+
+
+def test_an_earlier_receipt_read_late_is_checked_but_moves_nothing() -> None:
+    ex = exchange(signed=1000, accepted=500, spent=400)
+    ex.check_receipt(receipt(300, 450))  # e.g. a voucher's answer overtaken by the stream
+    assert (ex.spent, ex.accepted) == (400, 500)
+    with pytest.raises(ServerMisbehaviour, match="receipt_spent"):
+        ex.check_receipt(receipt(460, 450))  # inconsistent in itself: still refused
 
 
 def test_final_receipt_bills_exactly_what_was_delivered() -> None:
