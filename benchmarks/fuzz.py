@@ -24,7 +24,6 @@ import faulthandler
 import json
 import multiprocessing
 import os
-import platform
 import random
 import re
 import signal
@@ -38,6 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import harness
 import hypothesis
 
 from tests.fuzz.targets import BUFFER_BYTES, TARGETS, Outcome, Source, run_target, show
@@ -48,20 +48,8 @@ _FRAME = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+) in (?P<function
 
 
 def machine() -> str:
-    """CPU model, CPU count and Python version, for the figures."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()},"
-        f" hypothesis {hypothesis.__version__}"
-    )
+    """The machine line of the other benchmarks, plus the hypothesis version."""
+    return f"{harness.machine()}, hypothesis {hypothesis.__version__}"
 
 
 def _worker(

@@ -43,10 +43,7 @@ import httpx
 
 from mppagent.agent import Agent, CloseResult
 from mppagent.manager import ForcedCloseResult
-from mppagent.session.policy import SpendPolicy
-from mppagent.session.store import ChannelRecord, ChannelStore
-from mppagent.tempo.chain import Wallet
-from mppagent.transport.paying import Observer
+from mppagent.session.store import ChannelRecord
 from mppagent.transport.sse import SSEEvent
 
 __all__ = ["SyncAgent", "SyncChannels", "SyncPaymentTransport"]
@@ -215,36 +212,13 @@ class SyncAgent:
     leases are only released on close.
     """
 
-    def __init__(
-        self,
-        *,
-        private_key: str | None = None,
-        wallet: Wallet | None = None,
-        rpc_url: str,
-        policy: SpendPolicy | None = None,
-        store: ChannelStore | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 60.0,
-        observer: Observer | None = None,
-        delegate_signer: bool = False,
-        voucher_deadline: float = 45.0,
-    ) -> None:
+    def __init__(self, **options: Any) -> None:
         self._loop = _LoopThread("mppagent-sync-agent")
 
         async def create() -> Agent:
             # Built on the loop thread: everything the agent creates belongs to that loop.
-            return Agent(
-                private_key=private_key,
-                wallet=wallet,
-                rpc_url=rpc_url,
-                policy=policy,
-                store=store,
-                transport=transport,
-                timeout=timeout,
-                observer=observer,
-                delegate_signer=delegate_signer,
-                voucher_deadline=voucher_deadline,
-            )
+            # The options are Agent's own, passed through, so the two never drift apart.
+            return Agent(**options)
 
         try:
             self._agent = self._loop.run(create())

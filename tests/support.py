@@ -6,7 +6,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mppagent import Agent
+from mppagent.devchain import DevChain
 from mppagent.devserver import RunningServer
+from mppagent.tempo.escrow import Token
+from mppagent.tempo.schemas import SessionReceipt
 
 ServerFactory = Callable[..., Awaitable[RunningServer]]
 AgentFactory = Callable[..., Awaitable[Agent]]
@@ -23,3 +26,43 @@ def chat_body(tokens: int, *, stream: bool = True, model: str = "mpp-fake-1") ->
         "stream": stream,
         "max_tokens": tokens,
     }
+
+
+async def drain(agent: Agent, url: str, tokens: int, **kwargs: Any) -> int:
+    """Read a paid stream to its end; returns the number of application events."""
+    count = 0
+    async for _ in agent.stream("POST", url, json=chat_body(tokens), **kwargs):
+        count += 1
+    return count
+
+
+async def token_balances(chain: DevChain, *addresses: str) -> list[int]:
+    """Test-token balances of ``addresses``, read from the chain."""
+    client = chain.client()
+    try:
+        token = Token(client, chain.token)
+        return [await token.balance_of(a) for a in addresses]
+    finally:
+        await client.close()
+
+
+RECEIPT_CHANNEL = "0x" + "ab" * 32
+
+
+def receipt(spent: int, accepted: int, *, units: int | None = None, **over: str) -> SessionReceipt:
+    """A session receipt for channel ``RECEIPT_CHANNEL`` and challenge ``ch-1``."""
+    data: dict[str, object] = {
+        "method": "tempo",
+        "intent": "session",
+        "status": "success",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "reference": RECEIPT_CHANNEL,
+        "challengeId": "ch-1",
+        "channelId": RECEIPT_CHANNEL,
+        "acceptedCumulative": str(accepted),
+        "spent": str(spent),
+    }
+    if units is not None:
+        data["units"] = units
+    data.update(over)
+    return SessionReceipt.model_validate(data)

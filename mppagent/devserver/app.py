@@ -241,14 +241,7 @@ class DevServer:
         if chat.stream:
             channel = payee.state.get(channel_id)
             assert channel is not None
-            writer = ChunkWriter(
-                completion_id,
-                chat.model,
-                created,
-                chat.flavour,
-                include_usage=chat.include_usage,
-                vendor_fields=chat.vendor_fields(),
-            )
+            writer = _chunk_writer(chat, completion_id, created)
             stream = MeteredStream(
                 payee,
                 writer,
@@ -374,14 +367,7 @@ class DevServer:
                     chat.vendor_fields(),
                 )
             )
-        writer = ChunkWriter(
-            completion_id,
-            chat.model,
-            created,
-            chat.flavour,
-            include_usage=chat.include_usage,
-            vendor_fields=chat.vendor_fields(),
-        )
+        writer = _chunk_writer(chat, completion_id, created)
         pacer = Pacer(self.config.tokens_per_second)
         batch = 1 if pacer.paced else self.config.charge_batch
 
@@ -398,6 +384,18 @@ class DevServer:
 
 
 _REPLAY_LIMIT = 4 * 1024 * 1024
+
+
+def _chunk_writer(chat: ChatRequest, completion_id: str, created: int) -> ChunkWriter:
+    """The chunk writer for one streamed completion of ``chat``."""
+    return ChunkWriter(
+        completion_id,
+        chat.model,
+        created,
+        chat.flavour,
+        include_usage=chat.include_usage,
+        vendor_fields=chat.vendor_fields(),
+    )
 
 
 def _paid_headers(receipt: Mapping[str, JSON]) -> dict[str, str]:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mppagent import (
-    Agent,
     ChannelStatus,
     CloseNotReady,
     PaymentEvent,
@@ -21,26 +19,9 @@ from mppagent.devchain import DevAccount, DevChain
 from mppagent.devserver import RunningServer
 from mppagent.session.store import OperationKind
 from mppagent.tempo.escrow import Token
-from tests.support import CHAT, AgentFactory, ServerFactory, chat_body
+from tests.support import CHAT, AgentFactory, ServerFactory, chat_body, drain, token_balances
 
 PRICE = 25
-
-
-async def drain(agent: Agent, url: str, tokens: int, **kwargs: Any) -> int:
-    """Read a paid stream to its end; returns the number of application events."""
-    count = 0
-    async for _ in agent.stream("POST", url, json=chat_body(tokens), **kwargs):
-        count += 1
-    return count
-
-
-async def balances(chain: DevChain, *addresses: str) -> list[int]:
-    client = chain.client()
-    try:
-        token = Token(client, chain.token)
-        return [await token.balance_of(a) for a in addresses]
-    finally:
-        await client.close()
 
 
 async def test_stream_1000_tokens_then_close_everything_agrees(
@@ -52,7 +33,7 @@ async def test_stream_1000_tokens_then_close_everything_agrees(
 ) -> None:
     events: list[PaymentEvent] = []
     agent = await make_agent(events=events)
-    payer_before, payee_before = await balances(chain, payer.address, payee.address)
+    payer_before, payee_before = await token_balances(chain, payer.address, payee.address)
 
     texts = [e.data async for e in agent.stream("POST", server.url + CHAT, json=chat_body(1000))]
     assert texts[-1] == "[DONE]"
@@ -77,7 +58,7 @@ async def test_stream_1000_tokens_then_close_everything_agrees(
 
     result = await agent.channels.close(record.channel_id)
     assert (result.paid, result.refunded) == (1000 * PRICE, record.deposit - 1000 * PRICE)
-    payer_after, payee_after = await balances(chain, payer.address, payee.address)
+    payer_after, payee_after = await token_balances(chain, payer.address, payee.address)
     assert payee_after - payee_before == 1000 * PRICE
     assert payer_before - payer_after == 1000 * PRICE
     assert agent.channels.get(record.channel_id).status == ChannelStatus.CLOSED
@@ -159,7 +140,7 @@ async def test_forced_close_waits_out_the_grace_period(
     async for _ in agent.stream("POST", server.url + CHAT, json=chat_body(10)):
         pass
     (record,) = agent.channels.list()
-    before = (await balances(chain, payer.address))[0]
+    before = (await token_balances(chain, payer.address))[0]
     await agent.channels.request_close(record.channel_id)
     assert agent.channels.get(record.channel_id).status == ChannelStatus.CLOSE_REQUESTED
     with pytest.raises(CloseNotReady) as early:
@@ -167,7 +148,7 @@ async def test_forced_close_waits_out_the_grace_period(
     assert 15 * 60 < early.value.seconds_left <= 16 * 60
     await chain.increase_time(16 * 60 + 1)
     result = await agent.channels.withdraw(record.channel_id)
-    after = (await balances(chain, payer.address))[0]
+    after = (await token_balances(chain, payer.address))[0]
     # Nothing was settled on chain yet, so the whole deposit comes back.
     assert result.refunded == after - before == record.deposit
     assert agent.channels.get(record.channel_id).status == ChannelStatus.CLOSED
@@ -215,12 +196,12 @@ async def test_price_above_policy_pays_nothing(
     chain: DevChain, server: RunningServer, make_agent: AgentFactory, payer: DevAccount
 ) -> None:
     agent = await make_agent(policy=SpendPolicy(max_price={"llm_token": 10}))
-    before = await balances(chain, payer.address)
+    before = await token_balances(chain, payer.address)
     with pytest.raises(PolicyViolation) as info:
         await drain(agent, server.url + CHAT, 10)
     assert info.value.rule == "max_price"
     assert agent.channels.list() == []
-    assert await balances(chain, payer.address) == before
+    assert await token_balances(chain, payer.address) == before
 
 
 async def test_payee_allowlist(server: RunningServer, make_agent: AgentFactory) -> None:
@@ -272,12 +253,12 @@ async def test_unknown_escrow_code_is_never_funded(
     fake = chain.token
     server = await start_server(escrow=fake)
     agent = await make_agent()
-    before = await balances(chain, payer.address)
+    before = await token_balances(chain, payer.address)
     with pytest.raises(PolicyViolation) as info:
         await drain(agent, server.url + CHAT, 10)
     assert info.value.rule == "allowed_escrows"
     assert agent.channels.list() == []
-    assert await balances(chain, payer.address) == before  # nothing approved or deposited
+    assert await token_balances(chain, payer.address) == before  # nothing approved or deposited
     client = chain.client()
     try:
         assert await Token(client, chain.token).allowance(payer.address, fake) == 0

@@ -23,8 +23,7 @@ from mppagent.devchain import DevAccount, DevChain
 from mppagent.devserver import RunningServer
 from mppagent.failpoints import POINTS
 from mppagent.session.store import OperationKind, OperationState
-from mppagent.tempo.escrow import Token
-from tests.support import CHAT, AgentFactory, ServerFactory, chat_body
+from tests.support import CHAT, AgentFactory, ServerFactory, chat_body, token_balances
 
 CHILD = Path(__file__).with_name("crash_child.py")
 PRICE = 25
@@ -47,15 +46,6 @@ async def spawn(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-
-
-async def token_balances(chain: DevChain, *who: str) -> list[int]:
-    client = chain.client()
-    try:
-        token = Token(client, chain.token)
-        return [await token.balance_of(a) for a in who]
-    finally:
-        await client.close()
 
 
 def assert_vouchers_monotonic(agent: Agent) -> None:

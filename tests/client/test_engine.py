@@ -7,9 +7,10 @@ import pytest
 from mppagent.errors import PolicyViolation, ServerMisbehaviour
 from mppagent.session.engine import PaidExchange, SignVoucher, TopUp
 from mppagent.session.policy import SpendPolicy
-from mppagent.tempo.schemas import NeedVoucher, SessionReceipt
+from mppagent.tempo.schemas import NeedVoucher
+from tests.support import RECEIPT_CHANNEL, receipt
 
-CHANNEL = "0x" + "ab" * 32
+CHANNEL = RECEIPT_CHANNEL
 PRICE = 25
 
 
@@ -29,24 +30,6 @@ def exchange(policy: SpendPolicy | None = None, **over: int) -> PaidExchange:
         price=PRICE,
         **values,
     )
-
-
-def receipt(spent: int, accepted: int, *, units: int | None = None, **over: str) -> SessionReceipt:
-    data: dict[str, object] = {
-        "method": "tempo",
-        "intent": "session",
-        "status": "success",
-        "timestamp": "2026-01-01T00:00:00Z",
-        "reference": CHANNEL,
-        "challengeId": "ch-1",
-        "channelId": CHANNEL,
-        "acceptedCumulative": str(accepted),
-        "spent": str(spent),
-    }
-    if units is not None:
-        data["units"] = units
-    data.update(over)
-    return SessionReceipt.model_validate(data)
 
 
 def need(required: int, channel: str = CHANNEL, accepted: int = 0) -> NeedVoucher:

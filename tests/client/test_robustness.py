@@ -48,7 +48,7 @@ from mppagent.tempo.chain import (
 from mppagent.tempo.escrow import ChannelState, Escrow, Token
 from mppagent.tempo.hexutil import checksum_address, keccak
 from tests.client.rpcproxy import RpcProxy
-from tests.support import CHAT, AgentFactory, ServerFactory, chat_body
+from tests.support import CHAT, AgentFactory, ServerFactory, chat_body, drain, token_balances
 
 PRICE = 25
 CHAIN_TIMEOUT = 1.0  # per JSON-RPC call, for agents behind a stalling proxy
@@ -57,23 +57,6 @@ pytestmark = pytest.mark.timeout(120)
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-async def drain(agent: Agent, url: str, tokens: int, **kwargs: Any) -> int:
-    """Read a paid stream to its end; the number of application events."""
-    count = 0
-    async for _ in agent.stream("POST", url, json=chat_body(tokens), **kwargs):
-        count += 1
-    return count
-
-
-async def token_balances(chain: DevChain, *who: str) -> list[int]:
-    client = chain.client()
-    try:
-        token = Token(client, chain.token)
-        return [await token.balance_of(a) for a in who]
-    finally:
-        await client.close()
 
 
 async def onchain(chain: DevChain, channel_id: str) -> ChannelState:

@@ -21,28 +21,11 @@ from mppagent.session.store import (
 from mppagent.tempo.chain import ChainClient, Wallet
 from mppagent.tempo.schemas import SessionReceipt
 from mppagent.transport.paying import _checker
+from tests.support import RECEIPT_CHANNEL, receipt
 
-CHANNEL = "0x" + "ab" * 32
+CHANNEL = RECEIPT_CHANNEL
 PRICE = 25
 SCOPE = Scope("0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20, 31337)
-
-
-def receipt(spent: int, accepted: int, *, units: int | None = None, **over: str) -> SessionReceipt:
-    data: dict[str, object] = {
-        "method": "tempo",
-        "intent": "session",
-        "status": "success",
-        "timestamp": "2026-01-01T00:00:00Z",
-        "reference": CHANNEL,
-        "challengeId": "ch-1",
-        "channelId": CHANNEL,
-        "acceptedCumulative": str(accepted),
-        "spent": str(spent),
-    }
-    if units is not None:
-        data["units"] = units
-    data.update(over)
-    return SessionReceipt.model_validate(data)
 
 
 def streamed(spent_before: int = 0, units: int = 20) -> PaidExchange:
