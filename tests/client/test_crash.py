@@ -128,7 +128,7 @@ async def test_random_kills(
     before = await token_balances(chain, payer.address, payee.address)
     rng = random.Random(20261121)
     for _ in range(3):
-        child = await spawn(chain, payer, server.url + CHAT, store, "400", "50")
+        child = await spawn(chain, payer, server.url + CHAT, store, "400", "100000")
         await asyncio.sleep(rng.uniform(1.0, 3.0))
         assert child.returncode is None, (await child.communicate())[1].decode()[-600:]
         child.kill()
