@@ -123,6 +123,13 @@ class StreamDisplay:
                 f"opened channel {_short(event.channel_id)} with deposit "
                 f"{format_units(event.amount)} {self.symbol}"
             )
+        elif event.kind == "reuse":
+            self.channel, self.deposit = event.channel_id, event.amount
+            self.signed = max(self.signed, int(event.detail.get("signed", 0)))
+            self._event(
+                f"reusing channel {_short(event.channel_id)} (deposit "
+                f"{format_units(event.amount)} {self.symbol})"
+            )
         elif event.kind == "voucher":
             self.channel = self.channel or event.channel_id
             self.signed = max(self.signed, event.amount)

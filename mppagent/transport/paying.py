@@ -105,8 +105,9 @@ class VoucherDeliveryFailed(NetworkError):
 class PaymentEvent:
     """Something the transport did, for status lines, logs and benchmarks.
 
-    ``kind`` is one of ``challenge``, ``open``, ``voucher``, ``top_up``,
-    ``receipt``, ``final_receipt``. Amounts are base units; ``seconds`` is the
+    ``kind`` is one of ``challenge``, ``open``, ``reuse`` (an open channel
+    taken for this request; ``amount`` is its deposit), ``voucher``,
+    ``top_up``, ``receipt``, ``final_receipt``. Amounts are base units; ``seconds`` is the
     time from a voucher demand to its acceptance (the stall).
     """
 
@@ -272,6 +273,14 @@ class _PaidRequest:
             self.payload, self.open_op = await self.manager.open_payload(checkout)
         else:
             self.payload = self.manager.voucher_payload(self.record, self.record.signed)
+            self.t.emit(
+                PaymentEvent(
+                    "reuse",
+                    self.record.channel_id,
+                    self.record.deposit,
+                    detail={"signed": self.record.signed},
+                )
+            )
         self.exchange = self._exchange(self.record, offer)
 
     async def _apply(self, decision: SignVoucher | TopUp, offer: Offer) -> None:
@@ -285,6 +294,14 @@ class _PaidRequest:
         self.exchange.voucher_signed(payload.cumulative_amount)
         self.record = self.manager.store.get(self.record.channel_id) or self.record
         self.payload = payload
+        self.t.emit(
+            PaymentEvent(
+                "voucher",
+                self.record.channel_id,
+                payload.cumulative_amount,
+                detail={"proactive": False, "reason": "insufficient-balance"},
+            )
+        )
 
     def _exchange(self, record: ChannelRecord, offer: Offer) -> PaidExchange:
         return PaidExchange(
@@ -616,6 +633,7 @@ class PaidStream(httpx.AsyncByteStream):
                 rest.insert(0, held)
             if tail:
                 rest.append(SSEEvent("", "", None, None, tail))  # unterminated: bytes only
+            await self._finish_vouchers()
             if rest:
                 yield rest
         except ServerMisbehaviour as exc:
@@ -735,6 +753,18 @@ class PaidStream(httpx.AsyncByteStream):
                 detail={"proactive": proactive},
             )
         )
+
+    async def _finish_vouchers(self, grace: float = 2.0) -> None:
+        """Let a voucher already on its way finish, so its receipt is checked and kept.
+
+        The server may resume and finish the stream before the answer to the
+        voucher that resumed it arrives on the other connection.
+        """
+        if len(self._tasks) < 2 or self._tasks[1].done():
+            return
+        self._needs.put_nowait(None)  # the worker exits once the queue is drained
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+            await asyncio.wait_for(asyncio.shield(self._tasks[1]), grace)
 
     async def _shutdown(self) -> None:
         if self._closed:

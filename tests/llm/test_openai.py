@@ -78,7 +78,10 @@ async def test_async_sdk_non_streaming_is_paid_transparently(
     assert_no_payment_data(completion)
     (record,) = agent.channels.list()
     assert (record.spent, record.signed) == (30 * PRICE, 30 * PRICE)
-    assert [e.kind for e in events] == ["challenge", "open", "receipt"]
+    # The open's zero voucher cannot pay 30 tokens: the server asks (insufficient
+    # balance) and the agent signs exactly the price of the answer.
+    assert [e.kind for e in events] == ["challenge", "open", "voucher", "receipt"]
+    assert events[2].amount == 30 * PRICE
 
     # Closing the SDK client must not close the agent: it keeps paying for others.
     await sdk.close()
