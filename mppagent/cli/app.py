@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -121,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mppagent`` console script."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     json_mode = "--json" in args_list
+    # SIGTERM ends a command like Ctrl-C does: tasks are cancelled and every
+    # `finally` runs, so anvil, servers and leases are cleaned up, not orphaned.
+    signal.signal(signal.SIGTERM, _terminate)
     output = Output(json_mode=json_mode)
     try:
         args = build_parser().parse_args(args_list)
@@ -136,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exit_code_for(exc)
         output.error(exc, code)
         return code if code != 1 else EXIT["usage"] if isinstance(exc, ValueError) else 1
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _configure_logging(args: argparse.Namespace) -> None:

@@ -336,3 +336,28 @@ async def test_key_from_encrypted_keystore(
     assert code == 2
     assert "cannot decrypt keystore" in err
     assert payer.private_key[2:] not in err
+
+
+async def test_devnet_prints_its_environment_and_cleans_up_on_sigterm() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys; from mppagent.cli import main; sys.exit(main())",
+        "devnet",
+        "--json",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), 60)
+    devnet = json.loads(line)
+    assert devnet["type"] == "devnet"
+    rpc = devnet["MPPAGENT_RPC_URL"]
+    host, port = rpc.removeprefix("http://").split(":")
+    _reader, writer = await asyncio.open_connection(host, int(port))  # anvil is up
+    writer.close()
+    process.terminate()
+    assert await asyncio.wait_for(process.wait(), 30) == 130
+    with pytest.raises(OSError):  # and gone: SIGTERM ran the clean-up
+        await asyncio.open_connection(host, int(port))
