@@ -35,7 +35,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from mppagent.tempo.voucher import VoucherSigner, recover_voucher_signer
+from mppagent.tempo.voucher import VoucherSigner, recover_voucher_signer, voucher_typed_data
 
 ESCROW = "0x" + "5e" * 20
 CHAIN_ID = 4217
@@ -102,31 +102,7 @@ def _vouchers(n: int, rng: random.Random) -> list[Voucher]:
 
 
 def _typed(voucher: Voucher) -> dict[str, Any]:
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Voucher": [
-                {"name": "channelId", "type": "bytes32"},
-                {"name": "cumulativeAmount", "type": "uint128"},
-            ],
-        },
-        "primaryType": "Voucher",
-        "domain": {
-            "name": "Tempo Stream Channel",
-            "version": "1",
-            "chainId": CHAIN_ID,
-            "verifyingContract": ESCROW,
-        },
-        "message": {
-            "channelId": bytes.fromhex(voucher.channel_id[2:]),
-            "cumulativeAmount": voucher.amount,
-        },
-    }
+    return voucher_typed_data(voucher.channel_id, voucher.amount, ESCROW, CHAIN_ID)
 
 
 def _cpu_model() -> str:

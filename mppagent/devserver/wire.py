@@ -401,14 +401,9 @@ def _wire_error(exc: ValidationError) -> WireError:
             param=param,
             code="invalid_type",
         )
-    if kind == "missing":
-        return WireError(
-            f"Missing required parameter: '{param}'.",
-            param=param,
-            code="missing_required_parameter",
-        )
-    if kind == "union_tag_not_found":
-        param = f"{param}.type"
+    if kind in ("missing", "union_tag_not_found"):
+        if kind == "union_tag_not_found":
+            param = f"{param}.type"  # a content part without its "type"
         return WireError(
             f"Missing required parameter: '{param}'.",
             param=param,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+from typing import Any
 
 import coincurve
 
@@ -30,6 +31,7 @@ from mppagent.tempo.hexutil import (
     checksum_address,
     keccak,
     normalize_address,
+    normalize_bytes32,
     uint_word,
 )
 
@@ -42,6 +44,7 @@ __all__ = [
     "recover_voucher_signer",
     "sign_voucher",
     "voucher_digest",
+    "voucher_typed_data",
 ]
 
 DOMAIN_NAME = "Tempo Stream Channel"
@@ -122,6 +125,41 @@ class VoucherSigner:
 
     def __repr__(self) -> str:
         return f"VoucherSigner(address={self.address!r})"
+
+
+def voucher_typed_data(
+    channel_id: str, cumulative_amount: int, escrow: str, chain_id: int
+) -> dict[str, Any]:
+    """The voucher as generic EIP-712 typed data (eth-account's ``full_message``).
+
+    For wallets and tools that sign typed data themselves, and for checking the
+    fast path against the generic one; :func:`voucher_digest` hashes the same thing.
+    """
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Voucher": [
+                {"name": "channelId", "type": "bytes32"},
+                {"name": "cumulativeAmount", "type": "uint128"},
+            ],
+        },
+        "primaryType": "Voucher",
+        "domain": {
+            "name": DOMAIN_NAME,
+            "version": DOMAIN_VERSION,
+            "chainId": chain_id,
+            "verifyingContract": normalize_address(escrow),
+        },
+        "message": {
+            "channelId": bytes.fromhex(normalize_bytes32(channel_id)[2:]),
+            "cumulativeAmount": cumulative_amount,
+        },
+    }
 
 
 def sign_voucher(

@@ -27,6 +27,7 @@ from mppagent.tempo.voucher import (
     recover_voucher_signer,
     sign_voucher,
     voucher_digest,
+    voucher_typed_data,
 )
 
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -59,28 +60,7 @@ chain_ids = st.one_of(
 
 def typed_message(channel_id: str, amount: int, escrow: str, chain_id: int) -> dict[str, Any]:
     """The voucher as an EIP-712 ``full_message`` for eth-account."""
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Voucher": [
-                {"name": "channelId", "type": "bytes32"},
-                {"name": "cumulativeAmount", "type": "uint128"},
-            ],
-        },
-        "primaryType": "Voucher",
-        "domain": {
-            "name": "Tempo Stream Channel",
-            "version": "1",
-            "chainId": chain_id,
-            "verifyingContract": escrow.lower(),
-        },
-        "message": {"channelId": bytes.fromhex(channel_id[2:]), "cumulativeAmount": amount},
-    }
+    return voucher_typed_data(channel_id, amount, escrow, chain_id)
 
 
 def split(signature: str) -> tuple[int, int, int]:
