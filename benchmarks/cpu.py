@@ -83,7 +83,7 @@ BUCKETS: list[tuple[str, tuple[str, ...]]] = [
             "mppagent/transport/paying.py",
             "mppagent/session/engine.py",
             "mppagent/session/policy.py",
-            "mppagent/manager.py",
+            "mppagent/session/channels.py",
             "mppagent/agent.py",
             "mppagent/failpoints.py",
         ),

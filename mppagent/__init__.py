@@ -37,8 +37,8 @@ _EXPORTS: dict[str, str] = {
     "ProtocolError": "mppagent.errors",
     "ServerMisbehaviour": "mppagent.errors",
     "StoreError": "mppagent.errors",
-    "CloseNotReady": "mppagent.manager",
-    "ForcedCloseResult": "mppagent.manager",
+    "CloseNotReady": "mppagent.session.closing",
+    "ForcedCloseResult": "mppagent.session.closing",
     "SpendPolicy": "mppagent.session.policy",
     "ChannelRecord": "mppagent.session.store",
     "ChannelStatus": "mppagent.session.store",
@@ -96,7 +96,7 @@ if TYPE_CHECKING:
         ServerMisbehaviour,
         StoreError,
     )
-    from mppagent.manager import CloseNotReady, ForcedCloseResult
+    from mppagent.session.closing import CloseNotReady, ForcedCloseResult
     from mppagent.session.policy import SpendPolicy
     from mppagent.session.store import (
         ChannelRecord,

@@ -19,30 +19,24 @@ operations that need both HTTP and the chain (cooperative close).
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
-from mppagent import failpoints
-from mppagent.errors import ConfigError, PolicyViolation, ServerMisbehaviour, StoreError
-from mppagent.manager import ChannelManager, ForcedCloseResult
-from mppagent.protocol import (
-    VerificationFailedProblem,
-    parse_challenges,
-)
+from mppagent.errors import ConfigError, NetworkError, PolicyViolation, StoreError
+from mppagent.protocol import parse_challenges, parse_problem
+from mppagent.session.channels import ChannelManager
+from mppagent.session.closing import CloseResult, ForcedCloseResult
 from mppagent.session.policy import Offer, SpendPolicy, select_offer
+from mppagent.session.pool import scope_of
 from mppagent.session.store import (
     ChannelRecord,
     ChannelStatus,
     ChannelStore,
-    OperationKind,
-    OperationState,
     SqliteChannelStore,
-    lease_is_live,
 )
 from mppagent.tempo.chain import ChainClient, Wallet
 from mppagent.tempo.schemas import ClosePayload, SessionReceipt
@@ -56,17 +50,6 @@ from mppagent.transport.paying import (
 from mppagent.transport.sse import SSEEvent, SSEParser
 
 __all__ = ["Agent", "AgentChannels", "CloseResult"]
-
-
-@dataclass(frozen=True)
-class CloseResult:
-    """A verified cooperative close: amounts in base units, checked on chain."""
-
-    channel_id: str
-    deposit: int
-    paid: int
-    refunded: int
-    tx_hash: str
 
 
 class Agent:
@@ -103,7 +86,9 @@ class Agent:
         self.wallet = wallet
         self.policy = policy or SpendPolicy()
         self.store: ChannelStore = store if store is not None else SqliteChannelStore.default()
-        self.chain = ChainClient(rpc_url, timeout=chain_timeout)
+        # Nonces handed out live in the store, so processes sharing it and the key never
+        # sign two transactions with one nonce.
+        self.chain = ChainClient(rpc_url, timeout=chain_timeout, nonces=self.store)
         self.manager = ChannelManager(
             wallet=wallet,
             chain=self.chain,
@@ -159,7 +144,10 @@ class Agent:
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """A (paid if needed) request; the body is read before returning."""
         await self.start()
-        return await self.http.request(method, url, **kwargs)
+        try:
+            return await self.http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise _network_error(exc, url) from None
 
     async def stream(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[SSEEvent]:
         """Stream a (paid if needed) SSE response, yielding application events only.
@@ -170,20 +158,23 @@ class Agent:
         broken stream (``NetworkError``); the channel state is saved first.
         """
         await self.start()
-        async with self.http.stream(method, url, **kwargs) as response:
-            if response.status_code >= 400:
-                await response.aread()
-                response.raise_for_status()
-            paid = response.extensions.get(PAID_STREAM)
-            if isinstance(paid, PaidStream):
-                async for event in paid.events():  # parsed once, by the payment layer
-                    yield event
-                return
-            parser = SSEParser()
-            async for chunk in response.aiter_bytes():
-                for event in parser.feed(chunk):
-                    if event.data or event.event:
+        try:
+            async with self.http.stream(method, url, **kwargs) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise parse_problem(response)
+                paid = response.extensions.get(PAID_STREAM)
+                if isinstance(paid, PaidStream):
+                    async for event in paid.events():  # parsed once, by the payment layer
                         yield event
+                    return
+                parser = SSEParser()
+                async for chunk in response.aiter_bytes():
+                    for event in parser.feed(chunk):
+                        if event.data or event.event:
+                            yield event
+        except httpx.HTTPError as exc:
+            raise _network_error(exc, url) from None
 
     def http_client(self) -> httpx.AsyncClient:
         """The agent's own paying ``httpx.AsyncClient``.
@@ -243,102 +234,46 @@ class AgentChannels:
         amount and the payer the rest of the deposit.
         """
         agent = self._agent
-        manager = agent.manager
         await agent.start()
-        record = await manager.reconcile(channel_id)
-        if record.status in _DONE:
-            raise StoreError(f"channel {channel_id} is already {record.status}")
-        if record.url is None:
-            raise ConfigError(f"channel {channel_id} has no URL to send the close to")
-        if record.lease_owner != manager.owner and lease_is_live(
-            record.lease_owner, record.lease_until
-        ):
-            raise StoreError(f"channel {channel_id} is in use by a stream; close it later")
-        offer = await self._offer_for(record)
-        try:
-            return await self._close(record, offer)
-        except BaseException:
-            # Refused or failed: unless the chain says it is closed, it is still open.
-            current = await manager.reconcile(channel_id)
-            if current.status == ChannelStatus.CLOSING:
-                manager.store.update(channel_id, status=ChannelStatus.OPEN)
-            raise
+        return await agent.manager.close(channel_id, _HttpCloseSender(agent))
 
-    async def _close(self, record: ChannelRecord, offer: Offer) -> CloseResult:
-        agent = self._agent
-        manager = agent.manager
-        assert record.url is not None
-        amount = max(record.spent, record.settled)
-        for _attempt in range(2):
-            signature = manager.sign_close_voucher(record, amount)
-            manager.store.update(record.channel_id, status=ChannelStatus.CLOSING)
-            payload = ClosePayload(
-                channel_id=record.channel_id, cumulative_amount=amount, signature=signature
-            )
-            try:
-                receipt = await deliver(agent.transport, record.url, offer, payload, None)
-            except VerificationFailedProblem as problem:
-                required = problem.extras.get("requiredCloseAmount")
-                if not isinstance(required, str) or not required.isdigit():
-                    raise
-                wanted = int(required)
-                if not record.settled <= wanted <= record.signed or wanted == amount:
-                    raise
-                # The server counts more spent than our last receipt (e.g. a final receipt
-                # lost to a dropped stream). Anything up to what we already signed is money
-                # the server could settle anyway, so closing there costs nothing extra.
-                amount = wanted
-                continue
-            failpoints.hit("close.sent")
-            return await self._verify_close(record, amount, receipt)
-        raise ServerMisbehaviour("close_amount", "the server keeps refusing the close amount")
 
-    async def _offer_for(self, record: ChannelRecord) -> Offer:
+class _HttpCloseSender:
+    """The HTTP half of a cooperative close: a fresh challenge, then the close credential."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+
+    async def offer_for(self, record: ChannelRecord) -> Offer:
         assert record.url is not None
         inner = self._agent.transport.inner
-        response = await inner.handle_async_request(httpx.Request("HEAD", record.url))
-        await response.aread()
-        await response.aclose()
+        try:
+            response = await inner.handle_async_request(httpx.Request("HEAD", record.url))
+            await response.aread()
+            await response.aclose()
+        except httpx.TransportError as exc:
+            raise NetworkError(
+                f"cannot reach {record.url} to close channel {record.channel_id} "
+                f"({type(exc).__name__}); close it by force instead: request-close now, "
+                "then withdraw once the escrow's grace period has passed"
+            ) from None
         challenges = parse_challenges(response.headers.get_list("www-authenticate"))
         offer = select_offer(self._agent.policy, challenges, datetime.now(UTC))
-        if ChannelManager.scope_of(offer) != record.scope:
+        if scope_of(offer) != record.scope:
             raise PolicyViolation(
                 "scope", "the server's challenge is for a different payee, token or escrow"
             )
         return offer
 
-    async def _verify_close(
-        self, record: ChannelRecord, amount: int, receipt: SessionReceipt | None
-    ) -> CloseResult:
-        manager = self._agent.manager
-        if receipt is None or receipt.tx_hash is None:
-            raise ServerMisbehaviour("close_receipt", "the close receipt carries no txHash")
-        if receipt.channel_id != record.channel_id:
-            raise ServerMisbehaviour("close_receipt", "the close receipt names another channel")
-        tx_receipt = await manager.chain.wait(receipt.tx_hash, context="close")
-        escrow = manager.escrow(record.scope.escrow)
-        closed = [
-            e
-            for e in escrow.events(tx_receipt)
-            if e.name == "ChannelClosed" and e.channel_id == record.channel_id
-        ]
-        if not closed:
-            raise ServerMisbehaviour("close_tx", f"{receipt.tx_hash} did not close our channel")
-        values: Mapping[str, int | str] = closed[0].values
-        paid, refunded = int(values["settledToPayee"]), int(values["refundedToPayer"])
-        state = await escrow.get_channel(record.channel_id)
-        if paid != amount or refunded != state.deposit - amount or not state.finalized:
-            raise ServerMisbehaviour(
-                "close_amounts",
-                f"close paid {paid} and refunded {refunded}; expected {amount} and "
-                f"{state.deposit - amount}",
-            )
-        for op in manager.store.operations(
-            record.channel_id, kind=OperationKind.CLOSE, state=OperationState.PENDING
-        ):
-            manager.store.finish_operation(op.op_id, OperationState.CONFIRMED)
-        manager.store.update(record.channel_id, status=ChannelStatus.CLOSED, settled=paid)
-        return CloseResult(record.channel_id, state.deposit, paid, refunded, receipt.tx_hash)
+    async def send_close(
+        self, url: str, offer: Offer, payload: ClosePayload
+    ) -> SessionReceipt | None:
+        return await deliver(self._agent.transport, url, offer, payload, None)
+
+
+def _network_error(exc: httpx.HTTPError, url: str) -> NetworkError:
+    """Every HTTP failure reaching the caller is typed and names the URL."""
+    return NetworkError(f"request to {url} failed: {type(exc).__name__}: {exc}")
 
 
 _DONE = (ChannelStatus.CLOSED, ChannelStatus.FAILED)

@@ -42,7 +42,7 @@ from typing import Any, Generic, Self, TypeVar
 import httpx
 
 from mppagent.agent import Agent, CloseResult
-from mppagent.manager import ForcedCloseResult
+from mppagent.session.closing import ForcedCloseResult
 from mppagent.session.store import ChannelRecord
 from mppagent.transport.sse import SSEEvent
 

@@ -8,6 +8,9 @@ from typing import Any
 from mppagent import Agent
 from mppagent.devchain import DevChain
 from mppagent.devserver import RunningServer
+from mppagent.session.gate import Authorization, PaymentGate, Purpose
+from mppagent.session.policy import SpendPolicy
+from mppagent.session.store import ChannelRecord
 from mppagent.tempo.escrow import Token
 from mppagent.tempo.schemas import SessionReceipt
 
@@ -44,6 +47,14 @@ async def token_balances(chain: DevChain, *addresses: str) -> list[int]:
         return [await token.balance_of(a) for a in addresses]
     finally:
         await client.close()
+
+
+def open_auth(record: ChannelRecord) -> Authorization:
+    """The gate's authorization for a new channel's initial (zero) voucher."""
+    gate = PaymentGate(
+        SpendPolicy(), channel_id=record.channel_id, price=1, baseline=0, signed_at_start=0
+    )
+    return gate.authorize(0, purpose=Purpose.OPEN, bound_units=0, signed=0, deposit=record.deposit)
 
 
 RECEIPT_CHANNEL = "0x" + "ab" * 32

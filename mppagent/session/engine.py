@@ -1,114 +1,335 @@
-"""The paid-exchange state machine: receipts and voucher demands in, decisions out.
+"""The paid-exchange state machine: typed events in, decisions out, no I/O.
 
-One :class:`PaidExchange` follows one paid HTTP request on one channel, from
-its first receipt to its last. It does no I/O: the transport feeds it what
-the server said and what the application received, and executes what it
-decides (sign and send a voucher, top up first, or stop). That keeps every
-rule about money in one place that unit tests can drive by hand, h11-style.
+One :class:`PaidExchange` follows one paid HTTP request on one channel. The
+transport feeds it what happened through :meth:`PaidExchange.handle` --
+application events delivered, receipts, voucher demands, ``402`` problems,
+and the effects of its own decisions -- and executes what it decides (sign and
+send a voucher, top up first). Its state is read-only from outside, so every
+rule about money lives here and in the gate, and unit tests drive it by hand,
+h11-style.
 
-The rules it enforces (beyond the static :class:`SpendPolicy` checks):
+Every amount it decides to sign comes from the
+:class:`~mppagent.session.gate.PaymentGate` as an authorization; the meter
+says how many units an honest server may bill for what was delivered.
 
-* a receipt must be ``tempo``/``session``/``success``, name the challenge and
-  channel in use, keep ``spent <= acceptedCumulative <= highest signed <=
-  deposit``, and never let ``spent`` or ``acceptedCumulative`` go down;
-* a voucher demand (``payment-need-voucher``) must be for our channel and ask
-  no more than ``spent at start + (units delivered + look-ahead) x price``;
-  it must also fit the per-request budget (the daily budget is checked by the
-  store, atomically with signing);
-* the final receipt must bill ``units x price`` exactly, for no more units
-  than were delivered (plus the policy's ``unit_tolerance``).
+Receipts are judged against the store's baseline, not the server's numbers:
 
-Violations by the server raise :class:`ServerMisbehaviour`; refusals by the
-owner's policy raise :class:`PolicyViolation`. Both stop paying at once.
+* a receipt must be ``tempo``/``session``/``success``, name a challenge used in
+  this request and our channel, and keep ``spent <= acceptedCumulative <=
+  highest signed``; its ``spent`` may not exceed what the delivered units (plus
+  the look-ahead in flight, plus anything signed before the request) allow;
+* a receipt read late over another connection (an earlier snapshot) is fine,
+  but within a request the final ``spent`` may not fall below a ``spent``
+  already verified in it, whatever challenge it names;
+* ``spent`` below the stored baseline (a server that lost its books) and a
+  final bill below what was delivered are under-billing: the payer's gain,
+  logged and reported, never an alarm;
+* a server that keeps contradicting itself (demanding less than it already
+  accepted) gets a typed error after a few tries rather than endless resends.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mppagent.errors import ServerMisbehaviour
+from mppagent.errors import PolicyViolation, ServerMisbehaviour
+from mppagent.logging import get_logger
+from mppagent.session.gate import Authorization, PaymentGate, Purpose
 from mppagent.session.policy import SpendPolicy
 from mppagent.tempo.schemas import NeedVoucher, SessionReceipt
+from mppagent.transport.metering import Meter
+from mppagent.transport.sse import SSEEvent
 
-__all__ = ["PaidExchange", "SignVoucher", "TopUp"]
+__all__ = [
+    "ChallengeRenewed",
+    "DeliveredEvent",
+    "DepositChanged",
+    "NeedVoucherSeen",
+    "PaidExchange",
+    "ProblemSeen",
+    "ReceiptSeen",
+    "SignVoucher",
+    "TopUp",
+    "VoucherSigned",
+]
+
+log = get_logger("mppagent.engine")
+
+MAX_CONTRADICTIONS = 3
+"""Self-contradictory demands (required at or below accepted) tolerated in a row."""
+
+
+# -- events in ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveredEvent:
+    """An application SSE event reached the application."""
+
+    event: SSEEvent
+
+
+@dataclass(frozen=True)
+class ReceiptSeen:
+    """A receipt arrived (header, voucher answer, or the stream's final event)."""
+
+    receipt: SessionReceipt
+    challenge_id: str | None = None
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class NeedVoucherSeen:
+    """A ``payment-need-voucher`` event."""
+
+    need: NeedVoucher
+
+
+@dataclass(frozen=True)
+class ProblemSeen:
+    """A ``402`` problem asking for more: ``kind`` is its short type name."""
+
+    kind: str
+    required_top_up: int | None = None
+    min_delta: int | None = None
+
+
+@dataclass(frozen=True)
+class VoucherSigned:
+    """The store recorded a voucher for ``amount`` (effect of a decision)."""
+
+    amount: int
+
+
+@dataclass(frozen=True)
+class DepositChanged:
+    """A top-up was confirmed on chain."""
+
+    deposit: int
+
+
+@dataclass(frozen=True)
+class ChallengeRenewed:
+    """The server replaced an expired challenge; its receipts may name this id."""
+
+    challenge_id: str
+
+
+Event = (
+    DeliveredEvent
+    | ReceiptSeen
+    | NeedVoucherSeen
+    | ProblemSeen
+    | VoucherSigned
+    | DepositChanged
+    | ChallengeRenewed
+)
+
+# -- decisions out -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class SignVoucher:
-    """Decision: sign (or resend, if not above ``signed``) a voucher for ``amount``."""
+    """Sign (or, if ``resend``, send again) the voucher ``auth`` allows."""
 
-    amount: int
+    auth: Authorization
     resend: bool = False
+
+    @property
+    def amount(self) -> int:
+        """The cumulative amount."""
+        return self.auth.amount
 
 
 @dataclass(frozen=True)
 class TopUp:
-    """Decision: add ``amount`` to the deposit, then sign a voucher for ``then_sign``."""
+    """Add ``amount`` to the deposit, then sign the voucher ``then`` allows."""
 
     amount: int
-    then_sign: int
+    then: Authorization
+
+    @property
+    def then_sign(self) -> int:
+        """The cumulative amount to sign after the top-up."""
+        return self.then.amount
+
+
+Decision = SignVoucher | TopUp
 
 
 class PaidExchange:
-    """Tracks one paid request on one channel and judges everything the server says.
-
-    ``signed`` is the highest cumulative amount already signed on the channel
-    (from the store), ``spent``/``accepted`` the last verified receipt values,
-    ``deposit`` the on-chain deposit, ``price`` the unit price of the offer.
-    """
+    """Tracks one paid request on one channel and judges everything the server says."""
 
     def __init__(
         self,
         *,
         policy: SpendPolicy,
-        channel_id: str,
+        gate: PaymentGate,
+        meter: Meter,
         challenge_id: str,
-        price: int,
         deposit: int,
         signed: int,
-        accepted: int,
-        spent: int,
         initial_deposit: int,
+        unverified: bool = False,
     ) -> None:
-        self.policy = policy
-        self.channel_id = channel_id.lower()
-        self.challenge_id = challenge_id
-        self.price = price
-        self.deposit = deposit
-        self.signed = signed
-        self.accepted = accepted
-        self.spent = spent
-        self.initial_deposit = initial_deposit
-        self.signed_at_start = signed
-        self.spent_at_start: int | None = None
-        self.delivered = 0
-        self.final: SessionReceipt | None = None
-        self.vouchers_signed = 0
-        self.demand_window: int | None = None
-        self.steady_demands = 0
+        self._policy = policy
+        self._gate = gate
+        self._meter = meter
+        self._challenges = {challenge_id}
+        self._deposit = deposit
+        self._signed = signed
+        self._initial_deposit = initial_deposit
+        self._verified_in_request = not unverified
+        self._max_spent = gate.baseline
+        self._max_accepted = 0
+        self._final: SessionReceipt | None = None
+        self._vouchers = 0
+        self._contradictions = 0
+        self._window: int | None = None
+        self._steady = 0
+        self.under_billed = 0
 
-    # -- what the application received ---------------------------------------------
+    # -- read-only state -------------------------------------------------------------------------
 
-    def delivered_units(self, units: int) -> None:
-        """Count units the application actually received (metered app events)."""
-        self.delivered += units
+    @property
+    def channel_id(self) -> str:
+        """The channel this request pays on."""
+        return self._gate.channel_id
 
-    # -- receipts --------------------------------------------------------------------
+    @property
+    def gate(self) -> PaymentGate:
+        """This request's gate."""
+        return self._gate
 
-    def check_receipt(self, receipt: SessionReceipt, *, challenge_id: str | None = None) -> None:
-        """Verify any receipt for this exchange's channel and advance the known state."""
-        expected_challenge = challenge_id or self.challenge_id
+    @property
+    def signed(self) -> int:
+        """The highest cumulative signed on the channel."""
+        return self._signed
+
+    @property
+    def deposit(self) -> int:
+        """The deposit verified on chain."""
+        return self._deposit
+
+    @property
+    def delivered(self) -> int:
+        """Units delivered, as the meter counts them."""
+        return self._meter.delivered
+
+    @property
+    def bound(self) -> int:
+        """The most units an honest server may bill for what was delivered."""
+        return self._meter.bound
+
+    @property
+    def final(self) -> SessionReceipt | None:
+        """The verified final receipt, once seen."""
+        return self._final
+
+    @property
+    def vouchers_signed(self) -> int:
+        """Vouchers newly signed in this request."""
+        return self._vouchers
+
+    @property
+    def verified(self) -> bool:
+        """Whether a receipt verified this request (or the channel was already verified)."""
+        return self._verified_in_request
+
+    @property
+    def billed(self) -> int | None:
+        """What the final receipt bills this request (from the verified baseline)."""
+        if self._final is None:
+            return None
+        return max(0, self._final.spent - self._gate.baseline)
+
+    # -- the one entry point -------------------------------------------------------------------
+
+    def handle(self, event: Event) -> Decision | None:
+        """Take one event; return what to sign, if anything."""
+        match event:
+            case DeliveredEvent(event=sse):
+                self._meter.observe(sse)
+                return None
+            case ReceiptSeen(receipt=receipt, challenge_id=cid, final=final):
+                self._receipt(receipt, cid, final=final)
+                return None
+            case NeedVoucherSeen(need=need):
+                return self._need(need)
+            case ProblemSeen():
+                return self._problem(event)
+            case VoucherSigned(amount=amount):
+                if amount > self._signed:
+                    self._signed = amount
+                    self._vouchers += 1
+                return None
+            case DepositChanged(deposit=deposit):
+                self._deposit = max(self._deposit, deposit)
+                return None
+            case ChallengeRenewed(challenge_id=cid):
+                self._challenges.add(cid)
+                return None
+        raise TypeError(f"unknown event {event!r}")  # pragma: no cover
+
+    def initial_voucher(self, amount: int) -> Authorization:
+        """Authorize the initial voucher of a new channel."""
+        return self._gate.authorize(
+            amount,
+            purpose=Purpose.OPEN,
+            bound_units=self.bound,
+            signed=self._signed,
+            deposit=self._deposit,
+        )
+
+    def pay_ahead(self) -> SignVoucher | None:
+        """Pay the server's next window *before* it has to ask, when that is allowed.
+
+        Once the server has asked twice in a row for the same window beyond the
+        delivered units (its steady look-ahead), and less than a window is still
+        prepaid, pay up to two windows ahead -- never past the gate's ceiling,
+        never needing a top-up, never on a channel no receipt has verified.
+        """
+        window = self._window
+        if (
+            window is None
+            or window <= 0
+            or self._steady < 1
+            or self._final is not None
+            or not self._verified_in_request
+        ):
+            return None
+        delivered_cost = self._gate.baseline + self.bound * self._gate.price
+        if self._signed - delivered_cost >= window:
+            return None  # a full window is still prepaid
+        target = min(delivered_cost + 2 * window, self._gate.ceiling(self.bound))
+        if (target - self._signed) * 2 < window or target > self._deposit:
+            return None  # too small to be worth a request, or needs a top-up
+        try:
+            auth = self._gate.authorize(
+                target,
+                purpose=Purpose.PAY_AHEAD,
+                bound_units=self.bound,
+                signed=self._signed,
+                deposit=self._deposit,
+            )
+        except PolicyViolation:
+            return None  # e.g. the request budget: wait for a real demand to refuse it
+        return SignVoucher(auth)
+
+    # -- receipts ------------------------------------------------------------------------------
+
+    def _receipt(self, receipt: SessionReceipt, challenge_id: str | None, *, final: bool) -> None:
         if receipt.status != "success" or receipt.method != "tempo" or receipt.intent != "session":
             raise ServerMisbehaviour(
                 "receipt_kind",
                 f"receipt is {receipt.method}/{receipt.intent}/{receipt.status}, "
                 "expected tempo/session/success",
             )
-        if receipt.challenge_id != expected_challenge:
+        known = self._challenges if challenge_id is None else {challenge_id}
+        if receipt.challenge_id not in known:
             raise ServerMisbehaviour(
                 "receipt_challenge",
-                f"receipt names challenge {receipt.challenge_id!r}, "
-                f"expected {expected_challenge!r}",
+                f"receipt names challenge {receipt.challenge_id!r}, not one this request used",
             )
         if receipt.channel_id != self.channel_id or receipt.reference.lower() != self.channel_id:
             raise ServerMisbehaviour(
@@ -120,60 +341,59 @@ class PaidExchange:
                 f"receipt spent {receipt.spent} exceeds acceptedCumulative "
                 f"{receipt.accepted_cumulative}",
             )
-        if receipt.accepted_cumulative > self.signed:
+        if receipt.accepted_cumulative > self._signed:
             raise ServerMisbehaviour(
                 "receipt_accepted",
                 f"receipt acceptedCumulative {receipt.accepted_cumulative} exceeds the highest "
-                f"voucher signed ({self.signed})",
+                f"voucher signed ({self._signed})",
             )
-        lower_spent = receipt.spent < self.spent
-        lower_accepted = receipt.accepted_cumulative < self.accepted
-        if lower_spent or lower_accepted:
-            if receipt.spent > self.spent or receipt.accepted_cumulative > self.accepted:
-                raise ServerMisbehaviour(
-                    "receipt_monotonic",
-                    f"receipt moved spent {self.spent}->{receipt.spent} and accepted "
-                    f"{self.accepted}->{receipt.accepted_cumulative} in opposite directions",
-                )
-            # An earlier snapshot read late: a voucher's answer and the stream's own
-            # receipts travel on different connections, so they can arrive out of
-            # order. It is consistent in itself (checked above) and moves nothing.
-            return
-        if self.spent_at_start is None:
-            self.spent_at_start = receipt.spent
-        elif receipt.spent > self._spend_ceiling(self.policy.lookahead_units):
+        tolerance = self._policy.unit_tolerance if final else self._policy.lookahead_units
+        ceiling = self._gate.receipt_ceiling(self.bound + tolerance)
+        if receipt.spent > ceiling:
             raise ServerMisbehaviour(
                 "overcharge",
-                f"spent {receipt.spent} is more than {self.delivered} delivered units "
-                f"(plus look-ahead) at price {self.price} allow",
+                f"spent {receipt.spent} is more than {self.bound} deliverable units at price "
+                f"{self._gate.price} over the verified {self._gate.baseline} allow ({ceiling})",
             )
-        self.spent = receipt.spent
-        self.accepted = receipt.accepted_cumulative
+        if final and receipt.spent < self._max_spent and self._max_spent > self._gate.baseline:
+            raise ServerMisbehaviour(
+                "receipt_monotonic",
+                f"the final receipt's spent {receipt.spent} is below the {self._max_spent} "
+                "already verified in this request",
+            )
+        if receipt.spent < self._gate.baseline:
+            self.under_billed = max(self.under_billed, self._gate.baseline - receipt.spent)
+            log.warning(
+                "receipt.books_behind",
+                channel=self.channel_id,
+                spent=receipt.spent,
+                baseline=self._gate.baseline,
+            )
+        if final:
+            self._final_checks(receipt)
+        self._max_spent = max(self._max_spent, receipt.spent)
+        self._max_accepted = max(self._max_accepted, receipt.accepted_cumulative)
+        self._verified_in_request = True
 
-    def check_final_receipt(self, receipt: SessionReceipt) -> None:
-        """Verify the stream's closing receipt: exact billing for what was delivered."""
-        start = self.spent if self.spent_at_start is None else self.spent_at_start
-        self.check_receipt(receipt)
-        billed = receipt.spent - start
-        if receipt.units is not None and billed != receipt.units * self.price:
+    def _final_checks(self, receipt: SessionReceipt) -> None:
+        allowed_units = self.bound + self._policy.unit_tolerance
+        if receipt.units is not None and receipt.units > allowed_units:
             raise ServerMisbehaviour(
                 "receipt_units",
-                f"receipt bills {billed} for {receipt.units} units at price {self.price} "
-                f"(expected {receipt.units * self.price})",
+                f"the final receipt bills {receipt.units} units, but only {self.bound} could "
+                "have been delivered",
             )
-        allowed_units = self.delivered + self.policy.unit_tolerance
-        if billed > allowed_units * self.price:
-            raise ServerMisbehaviour(
-                "overcharge",
-                f"billed {billed} for this request, but only {self.delivered} units were "
-                f"delivered at price {self.price}",
+        billed = receipt.spent - self._gate.baseline
+        honest = self.bound * self._gate.price
+        if billed < honest and receipt.units is not None and receipt.units < self.delivered:
+            self.under_billed = max(
+                self.under_billed, (self.delivered - receipt.units) * self._gate.price
             )
-        self.final = receipt
+        self._final = receipt
 
-    # -- voucher demands ---------------------------------------------------------------
+    # -- demands -------------------------------------------------------------------------------
 
-    def on_need_voucher(self, need: NeedVoucher) -> SignVoucher | TopUp:
-        """Decide how to answer a ``payment-need-voucher`` event."""
+    def _need(self, need: NeedVoucher) -> Decision:
         if need.channel_id != self.channel_id:
             raise ServerMisbehaviour(
                 "need_voucher_channel",
@@ -181,85 +401,74 @@ class PaidExchange:
                 f"{self.channel_id}",
             )
         required = need.required_cumulative
-        if required > self.signed:
-            # How far past what was delivered the server asks to be paid: its window.
-            window = required - self._delivered_cost()
-            self.steady_demands = self.steady_demands + 1 if window == self.demand_window else 0
-            self.demand_window = window
-        if required <= self.signed:
-            # Already authorised (duplicate event or a lost voucher): resend, sign nothing new.
-            return SignVoucher(self.signed, resend=True)
-        ceiling = self._spend_ceiling(self.policy.lookahead_units)
-        if required > ceiling:
-            raise ServerMisbehaviour(
-                "ask_ahead",
-                f"server asks for cumulative {required}, but {self.delivered} delivered units "
-                f"plus a look-ahead of {self.policy.lookahead_units} at price {self.price} "
-                f"allow at most {ceiling}",
+        if required <= need.accepted_cumulative:
+            # The event contradicts itself: it asks for no more than it says it holds.
+            # Once may be a glitch; a server that keeps doing it is stuck or hostile,
+            # and answering it forever would run hot.
+            self._contradictions += 1
+            if self._contradictions > MAX_CONTRADICTIONS:
+                raise ServerMisbehaviour(
+                    "need_voucher_contradictory",
+                    f"the server asked {self._contradictions} times in a row for cumulative "
+                    f"{required}, no more than the {need.accepted_cumulative} it had accepted",
+                )
+        else:
+            self._contradictions = 0
+        if required <= self._signed:
+            # Already authorised: a demand our pay-ahead overtook, a duplicate event or a
+            # lost voucher. Resend what is signed; sign nothing new.
+            return SignVoucher(self._resend(), resend=True)
+        window = required - (self._gate.baseline + self.bound * self._gate.price)
+        self._steady = self._steady + 1 if window == self._window else 0
+        self._window = window
+        return self._sign_or_top_up(required, Purpose.DEMAND)
+
+    def _problem(self, problem: ProblemSeen) -> Decision:
+        gate = self._gate
+        if problem.kind == "delta-too-small":
+            delta = problem.min_delta or gate.min_delta or gate.price
+            auth = gate.authorize_delta(
+                delta, bound_units=self.bound, signed=self._signed, deposit=self._deposit
             )
-        self.policy.check_request_budget(required - self.signed_at_start)
+            return SignVoucher(auth)
+        if problem.kind == "insufficient-balance":
+            need = problem.required_top_up or gate.price
+            return self._sign_or_top_up(self._signed + need, Purpose.PROBLEM)
+        if problem.kind == "amount-exceeds-deposit":
+            if self._signed <= self._deposit:
+                # The chain shows the deposit covers the voucher: the server's view is
+                # stale. Send the same voucher again; nothing new is signed or deposited.
+                return SignVoucher(self._resend(), resend=True)
+            return self._sign_or_top_up(self._signed, Purpose.PROBLEM, force_top_up=True)
+        raise ValueError(f"no rule for problem {problem.kind!r}")
+
+    def _sign_or_top_up(
+        self, amount: int, purpose: Purpose, *, force_top_up: bool = False
+    ) -> Decision:
+        """Gate ``amount``; top up first when the verified deposit cannot cover it."""
+        # The gate's bound and budgets first, with the deposit out of the way: a request
+        # above the bound must be refused before anything (a top-up) is signed for it.
+        ceiling_deposit = max(self._deposit, amount)
+        auth = self._gate.authorize(
+            amount,
+            purpose=purpose,
+            bound_units=self.bound,
+            signed=self._signed,
+            deposit=ceiling_deposit,
+        )
         # The deposit we act on is the one we verified on chain, not the server's claim.
-        if required > self.deposit:
-            amount = self.policy.top_up_amount(self.deposit, required, self.initial_deposit)
-            return TopUp(amount=amount, then_sign=required)
-        return SignVoucher(required)
+        if auth.amount > self._deposit or force_top_up:
+            top_up = self._policy.top_up_amount(
+                self._deposit, max(auth.amount, self._deposit + 1), self._initial_deposit
+            )
+            return TopUp(amount=top_up, then=auth)
+        return SignVoucher(auth)
 
-    def proactive_voucher(self) -> SignVoucher | None:
-        """Pay the server's next window *before* it has to ask, when that is allowed.
-
-        Once the server has asked twice in a row for the same window beyond
-        the delivered units (its steady look-ahead), and less than a window is
-        still prepaid, pay ahead now -- up to two windows, within the policy's
-        look-ahead -- so the voucher arrives before the balance runs out and the
-        stream does not pause. The
-        same ceiling as for demands applies (delivered units plus the policy's
-        look-ahead); nothing proactive needs a top-up or breaks a budget --
-        those wait for a real demand.
-        """
-        window = self.demand_window
-        if window is None or window <= 0 or self.steady_demands < 1 or self.final is not None:
-            return None
-        delivered_cost = self._delivered_cost()
-        if self.signed - delivered_cost >= window:
-            return None  # a full window is still prepaid
-        # Stay up to two windows ahead (if the policy's look-ahead allows), so the
-        # voucher has a whole window's worth of tokens to arrive in.
-        ceiling = self._spend_ceiling(self.policy.lookahead_units)
-        target = min(delivered_cost + 2 * window, ceiling)
-        if (target - self.signed) * 2 < window or target > self.deposit:
-            return None  # too small to be worth a request, or needs a top-up
-        budget = self.policy.budget_per_request
-        if budget is not None and target - self.signed_at_start > budget:
-            return None
-        return SignVoucher(target)
-
-    def required_for_balance(self, required_top_up: int) -> SignVoucher | TopUp:
-        """Answer an ``insufficient-balance`` problem (non-streaming requests)."""
-        target = max(self.signed, self.accepted) + required_top_up
-        self.policy.check_request_budget(target - self.signed_at_start)
-        if target > self.deposit:
-            amount = self.policy.top_up_amount(self.deposit, target, self.initial_deposit)
-            return TopUp(amount=amount, then_sign=target)
-        return SignVoucher(target)
-
-    # -- effects reported back by the transport -----------------------------------------
-
-    def voucher_signed(self, amount: int) -> None:
-        """The store recorded a voucher for ``amount`` (never lowers ``signed``)."""
-        if amount > self.signed:
-            self.signed = amount
-            self.vouchers_signed += 1
-
-    def deposit_increased(self, new_deposit: int) -> None:
-        """A top-up was confirmed on chain."""
-        self.deposit = max(self.deposit, new_deposit)
-
-    # -- internals -------------------------------------------------------------------------
-
-    def _delivered_cost(self) -> int:
-        start = self.spent if self.spent_at_start is None else self.spent_at_start
-        return start + self.delivered * self.price
-
-    def _spend_ceiling(self, ahead_units: int) -> int:
-        start = self.spent if self.spent_at_start is None else self.spent_at_start
-        return max(self.signed_at_start, start + (self.delivered + ahead_units) * self.price)
+    def _resend(self) -> Authorization:
+        return self._gate.authorize(
+            self._signed,
+            purpose=Purpose.DEMAND,
+            bound_units=self.bound,
+            signed=self._signed,
+            deposit=self._deposit,
+        )

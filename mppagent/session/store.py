@@ -38,11 +38,13 @@ from typing import Any, Protocol, Self
 import platformdirs
 
 from mppagent.errors import StoreError
+from mppagent.session.lifecycle import ChannelStatus, Event, next_status
 
 __all__ = [
     "ChannelRecord",
     "ChannelStatus",
     "ChannelStore",
+    "Event",
     "MemoryChannelStore",
     "Operation",
     "OperationKind",
@@ -54,7 +56,7 @@ __all__ = [
     "new_owner_id",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -106,20 +108,23 @@ _MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX spending_at ON spending (at);
     """,
+    2: """
+    ALTER TABLE channels ADD COLUMN unverified INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE channels ADD COLUMN protocol TEXT NOT NULL DEFAULT 'v1';
+    ALTER TABLE channels ADD COLUMN descriptor TEXT;
+    CREATE TABLE locks (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until REAL NOT NULL
+    );
+    CREATE TABLE nonces (
+        address TEXT NOT NULL,
+        chain_id INTEGER NOT NULL,
+        next INTEGER NOT NULL,
+        PRIMARY KEY (address, chain_id)
+    );
+    """,
 }
-
-
-class ChannelStatus(StrEnum):
-    """Lifecycle of a channel as this agent sees it."""
-
-    OPENING = "opening"  # open transaction signed (maybe sent); not yet confirmed
-    OPEN = "open"  # confirmed on chain and usable
-    CLOSING = "closing"  # close credential sent; outcome not yet verified
-    CLOSE_REQUESTED = "close_requested"  # forced close started on chain
-    CLOSED = "closed"  # finalized on chain (cooperative close or withdraw)
-    FAILED = "failed"  # never opened (open refused or superseded)
-    SUSPECT = "suspect"  # the server misbehaved on it: no more payments
-    GONE = "gone"  # open on chain but unknown to the server: recover with a forced close
 
 
 class OperationKind(StrEnum):
@@ -198,6 +203,9 @@ class ChannelRecord:
     lease_until: float = 0.0
     created_at: float = 0.0
     updated_at: float = 0.0
+    unverified: bool = False
+    protocol: str = "v1"
+    descriptor: str | None = None
 
     @property
     def remaining(self) -> int:
@@ -260,8 +268,14 @@ class ChannelStore(Protocol):
         nonce: int | None = None,
     ) -> Operation: ...
     def finish_operation(
-        self, op_id: int, state: OperationState, detail: str | None = None
-    ) -> None: ...
+        self,
+        op_id: int,
+        state: OperationState,
+        detail: str | None = None,
+        *,
+        event: Event | None = None,
+        **changes: Any,
+    ) -> ChannelRecord | None: ...
     def operations(
         self,
         channel_id: str | None = None,
@@ -276,13 +290,21 @@ class ChannelStore(Protocol):
     def renew(self, channel_id: str, owner: str, *, ttl: float) -> None: ...
     def release(self, channel_id: str, owner: str) -> None: ...
     def spent_since(self, since: float) -> int: ...
+    def apply(self, channel_id: str, event: Event, **changes: Any) -> ChannelRecord: ...
+    def mark_suspect(self, channel_id: str, *, evidence: str) -> ChannelRecord: ...
+    def mark_unverified(self, channel_id: str) -> ChannelRecord: ...
+    def try_lock(self, name: str, owner: str, *, ttl: float) -> bool: ...
+    def unlock(self, name: str, owner: str) -> None: ...
+    def handed_out_nonce(self, address: str, chain_id: int) -> int: ...
+    def set_handed_out_nonce(self, address: str, chain_id: int, next_nonce: int | None) -> None: ...
     def close(self) -> None: ...
 
 
 _CHANNEL_COLUMNS = (
     "channel_id, scope, payer, authorized_signer, signer_key, salt, deposit, signed,"
     " signed_signature, accepted, spent, settled, status, url, realm, unit_type, unit_price,"
-    " evidence, lease_owner, lease_until, created_at, updated_at"
+    " evidence, lease_owner, lease_until, created_at, updated_at, unverified, protocol,"
+    " descriptor"
 )
 _INT_FIELDS = {"deposit", "signed", "accepted", "spent", "settled", "unit_price"}
 _UPDATABLE = {
@@ -294,7 +316,6 @@ _UPDATABLE = {
     "accepted",
     "spent",
     "settled",
-    "status",
     "url",
     "realm",
     "unit_type",
@@ -302,7 +323,13 @@ _UPDATABLE = {
     "evidence",
     "lease_owner",
     "lease_until",
+    "unverified",
+    "descriptor",
 }
+
+
+_VOUCHER_STATUSES = (ChannelStatus.OPENING, ChannelStatus.OPEN)
+"""Statuses in which a running voucher may be signed (the close voucher is separate)."""
 
 
 class SqliteChannelStore:
@@ -443,14 +470,50 @@ class SqliteChannelStore:
             raise StoreError(f"channel {record.channel_id} is already recorded") from None
 
     def update(self, channel_id: str, **changes: Any) -> ChannelRecord:
-        """Change fields of a record (amount fields as ``int``)."""
+        """Change fields of a record (amount fields as ``int``); never its status.
+
+        Status changes go through :meth:`apply` (or an operation's outcome in
+        :meth:`finish_operation`), which consult the transition table.
+        """
         unknown = set(changes) - _UPDATABLE
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}")
         with self._transaction() as db:
             self._update(db, channel_id, changes)
+        return self._require(channel_id)
+
+    def apply(self, channel_id: str, event: Event, **changes: Any) -> ChannelRecord:
+        """Apply a lifecycle ``event`` (and field ``changes``) in one transaction."""
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
+        with self._transaction() as db:
+            self._apply(db, channel_id, event, changes)
+        return self._require(channel_id)
+
+    def mark_suspect(self, channel_id: str, *, evidence: str) -> ChannelRecord:
+        """Stop paying on a channel whose server misbehaved, keeping the evidence."""
+        return self.apply(channel_id, Event.MISBEHAVED, evidence=evidence)
+
+    def mark_unverified(self, channel_id: str) -> ChannelRecord:
+        """A paid response came without any receipt: no pay-ahead until one verifies."""
+        return self.update(channel_id, unverified=True)
+
+    def _apply(
+        self, db: sqlite3.Connection, channel_id: str, event: Event, changes: dict[str, Any]
+    ) -> None:
+        row = db.execute(
+            "SELECT status FROM channels WHERE channel_id = ?", (channel_id.lower(),)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"channel {channel_id} is not in the store")
+        status = next_status(channel_id, ChannelStatus(row[0]), event)
+        self._update(db, channel_id, {**changes, "status": status})
+
+    def _require(self, channel_id: str) -> ChannelRecord:
         record = self.get(channel_id)
-        assert record is not None
+        if record is None:
+            raise StoreError(f"channel {channel_id} is not in the store")
         return record
 
     def _update(self, db: sqlite3.Connection, channel_id: str, changes: dict[str, Any]) -> None:
@@ -491,8 +554,8 @@ class SqliteChannelStore:
             if row is None:
                 raise StoreError(f"channel {channel_id} is not in the store")
             signed, signature, status = int(row[0]), row[1], row[2]
-            if status == ChannelStatus.SUSPECT:
-                raise StoreError(f"channel {channel_id} is marked suspect; no more vouchers")
+            if status not in _VOUCHER_STATUSES:
+                raise StoreError(f"channel {channel_id} is {status}; no more vouchers")
             if amount <= signed and signature is not None:
                 return SignedVoucher(channel_id, signed, signature, fresh=False)
             increment = amount - signed
@@ -526,7 +589,7 @@ class SqliteChannelStore:
         return SignedVoucher(channel_id, amount, signature, fresh=True)
 
     def record_receipt(self, channel_id: str, *, accepted: int, spent: int) -> ChannelRecord:
-        """Remember the latest verified receipt (amounts only ever grow)."""
+        """Remember the latest verified receipt (amounts only ever grow; clears ``unverified``)."""
         with self._transaction(durable=False) as db:
             row = db.execute(
                 "SELECT accepted, spent FROM channels WHERE channel_id = ?",
@@ -537,11 +600,13 @@ class SqliteChannelStore:
             self._update(
                 db,
                 channel_id,
-                {"accepted": max(int(row[0]), accepted), "spent": max(int(row[1]), spent)},
+                {
+                    "accepted": max(int(row[0]), accepted),
+                    "spent": max(int(row[1]), spent),
+                    "unverified": False,
+                },
             )
-        record = self.get(channel_id)
-        assert record is not None
-        return record
+        return self._require(channel_id)
 
     # -- operations ------------------------------------------------------------------------
 
@@ -588,14 +653,39 @@ class SqliteChannelStore:
         )
 
     def finish_operation(
-        self, op_id: int, state: OperationState, detail: str | None = None
-    ) -> None:
-        """Mark an operation confirmed or failed."""
+        self,
+        op_id: int,
+        state: OperationState,
+        detail: str | None = None,
+        *,
+        event: Event | None = None,
+        **changes: Any,
+    ) -> ChannelRecord | None:
+        """Mark an operation confirmed or failed, with what it implies for its channel.
+
+        The channel's ``event`` and field ``changes`` commit in the *same*
+        transaction as the outcome: a crash can never leave an open confirmed
+        while its channel still reads ``opening``. Returns the channel record
+        when anything about the channel changed.
+        """
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
         with self._transaction() as db:
+            row = db.execute(
+                "SELECT channel_id FROM operations WHERE op_id = ?", (op_id,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"operation {op_id} is not in the store")
             db.execute(
                 "UPDATE operations SET state = ?, detail = ?, updated_at = ? WHERE op_id = ?",
                 (str(state), detail, time.time(), op_id),
             )
+            if event is not None:
+                self._apply(db, row[0], event, changes)
+            elif changes:
+                self._update(db, row[0], changes)
+        return self.get(row[0]) if event is not None or changes else None
 
     def operations(
         self,
@@ -715,6 +805,57 @@ class SqliteChannelStore:
                 (channel_id.lower(), owner),
             )
 
+    # -- cross-process locks and nonces ---------------------------------------------------
+
+    def try_lock(self, name: str, owner: str, *, ttl: float) -> bool:
+        """Take the named lock for ``owner`` unless another live owner holds it.
+
+        Locks live in the database, so processes sharing one store (and one key)
+        serialise the way tasks in one process do. A holder that died (its pid is
+        gone) or overran ``ttl`` does not block anyone. Re-taking a lock one
+        already holds extends it.
+        """
+        now = time.time()
+        with self._transaction(durable=False) as db:
+            row = db.execute("SELECT owner, until FROM locks WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[0] != owner and lease_is_live(row[0], float(row[1]), now):
+                return False
+            db.execute(
+                "INSERT INTO locks (name, owner, until) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until",
+                (name, owner, now + ttl),
+            )
+        return True
+
+    def unlock(self, name: str, owner: str) -> None:
+        """Release a lock ``owner`` holds (no-op otherwise)."""
+        with self._transaction(durable=False) as db:
+            db.execute("DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner))
+
+    def handed_out_nonce(self, address: str, chain_id: int) -> int:
+        """The next nonce this store's processes have handed out for ``address`` (0: none)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT next FROM nonces WHERE address = ? AND chain_id = ?",
+                (address.lower(), chain_id),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_handed_out_nonce(self, address: str, chain_id: int, next_nonce: int | None) -> None:
+        """Record the next nonce handed out (``None`` forgets it: re-read the chain)."""
+        with self._transaction() as db:
+            if next_nonce is None:
+                db.execute(
+                    "DELETE FROM nonces WHERE address = ? AND chain_id = ?",
+                    (address.lower(), chain_id),
+                )
+            else:
+                db.execute(
+                    "INSERT INTO nonces (address, chain_id, next) VALUES (?, ?, ?)"
+                    " ON CONFLICT (address, chain_id) DO UPDATE SET next = excluded.next",
+                    (address.lower(), chain_id, next_nonce),
+                )
+
     # -- budgets -------------------------------------------------------------------------------
 
     def spent_since(self, since: float) -> int:
@@ -809,6 +950,9 @@ def _row(record: ChannelRecord) -> tuple[Any, ...]:
         record.lease_until,
         record.created_at,
         record.updated_at,
+        int(record.unverified),
+        record.protocol,
+        record.descriptor,
     )
 
 
@@ -836,6 +980,9 @@ def _channel(row: Sequence[Any]) -> ChannelRecord:
         lease_until=float(row[19]),
         created_at=float(row[20]),
         updated_at=float(row[21]),
+        unverified=bool(row[22]),
+        protocol=row[23],
+        descriptor=row[24],
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 from eth_abi.abi import decode as abi_decode
@@ -118,8 +118,38 @@ class SignedTransaction:
         return f"SignedTransaction(hash={self.hash!r}, nonce={self.nonce}, sender={self.sender!r})"
 
 
+class NonceBook(Protocol):
+    """Where the next nonce handed out per sender is kept.
+
+    In memory by default; the channel store implements it too, so processes
+    that share one key and one store never hand out the same nonce (callers
+    serialise signing per sender with the store's cross-process lock).
+    """
+
+    def handed_out_nonce(self, address: str, chain_id: int) -> int: ...
+    def set_handed_out_nonce(self, address: str, chain_id: int, next_nonce: int | None) -> None: ...
+
+
+class MemoryNonceBook:
+    """A :class:`NonceBook` for one process."""
+
+    def __init__(self) -> None:
+        self._next: dict[tuple[str, int], int] = {}
+
+    def handed_out_nonce(self, address: str, chain_id: int) -> int:
+        """The next nonce handed out (0: none)."""
+        return self._next.get((address.lower(), chain_id), 0)
+
+    def set_handed_out_nonce(self, address: str, chain_id: int, next_nonce: int | None) -> None:
+        """Record (or with ``None`` forget) the next nonce handed out."""
+        if next_nonce is None:
+            self._next.pop((address.lower(), chain_id), None)
+        else:
+            self._next[(address.lower(), chain_id)] = next_nonce
+
+
 class ChainClient:
-    """Async JSON-RPC access with typed errors and a local nonce counter.
+    """Async JSON-RPC access with typed errors and a nonce counter (see :class:`NonceBook`).
 
     ``error_decoders`` maps 4-byte custom-error selectors to ``(name, types)``
     so reverts come back named (see :meth:`Artifact.error_signatures`).
@@ -133,6 +163,7 @@ class ChainClient:
         error_decoders: Mapping[bytes, tuple[str, list[str]]] | None = None,
         confirm_timeout: float = 60.0,
         nonce_gap_grace: float = 2.0,
+        nonces: NonceBook | None = None,
     ) -> None:
         self.rpc_url = rpc_url
         # No hidden web3 retries (5 attempts with backoff by default): they turned
@@ -146,7 +177,7 @@ class ChainClient:
         self._errors: dict[bytes, tuple[str, list[str]]] = dict(error_decoders or {})
         self._chain_id: int | None = None
         self._nonce_locks: dict[str, asyncio.Lock] = {}
-        self._next_nonce: dict[str, int] = {}
+        self.nonces: NonceBook = nonces if nonces is not None else MemoryNonceBook()
 
     def add_error_decoders(self, decoders: Mapping[bytes, tuple[str, list[str]]]) -> None:
         """Teach the client more custom errors (one per contract it talks to)."""
@@ -312,8 +343,9 @@ class ChainClient:
             raise
 
     def forget_nonce(self, address: str) -> None:
-        """Drop the local nonce counter (after a failure); the next tx re-reads the chain."""
-        self._next_nonce.pop(normalize_address(address), None)
+        """Drop the nonce counter (after a failure); the next tx re-reads the chain."""
+        if self._chain_id is not None:
+            self.nonces.set_handed_out_nonce(normalize_address(address), self._chain_id, None)
 
     # -- internals -----------------------------------------------------------
 
@@ -331,8 +363,9 @@ class ChainClient:
         key = normalize_address(address)
         lock = self._nonce_locks.setdefault(key, asyncio.Lock())
         async with lock:
+            chain_id = await self.chain_id()
             on_chain = await self.transaction_count(key)
-            handed_out = self._next_nonce.get(key, 0)
+            handed_out = self.nonces.handed_out_nonce(key, chain_id)
             if handed_out > on_chain:
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + self.nonce_gap_grace
@@ -341,7 +374,7 @@ class ChainClient:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.25)
                     on_chain = await self.transaction_count(key)
-            self._next_nonce[key] = on_chain + 1
+            self.nonces.set_handed_out_nonce(key, chain_id, on_chain + 1)
             return on_chain
 
     async def _fees(self) -> dict[str, int]:

@@ -48,7 +48,15 @@ from mppagent.tempo.chain import (
 from mppagent.tempo.escrow import ChannelState, Escrow, Token
 from mppagent.tempo.hexutil import checksum_address, keccak
 from tests.client.rpcproxy import RpcProxy
-from tests.support import CHAT, AgentFactory, ServerFactory, chat_body, drain, token_balances
+from tests.support import (
+    CHAT,
+    AgentFactory,
+    ServerFactory,
+    chat_body,
+    drain,
+    open_auth,
+    token_balances,
+)
 
 PRICE = 25
 CHAIN_TIMEOUT = 1.0  # per JSON-RPC call, for agents behind a stalling proxy
@@ -553,7 +561,7 @@ async def test_reverts_are_named_and_recorded_as_failed(
     with monkeypatch.context() as patch:
         patch.setattr(agent.chain, "sign_call", with_gas)
         patch.setattr(escrow, "close_grace_period", no_grace)
-        patch.setattr(manager, "withdraw_margin", 0)
+        patch.setattr(manager.ctx, "withdraw_margin", 0)
         with pytest.raises(ContractReverted) as info:
             await agent.channels.withdraw(first.channel_id)
     assert info.value.error_name == "CloseNotReady"
@@ -635,7 +643,7 @@ async def test_recorded_but_unsent_open_is_rebroadcast_on_start(
     url = server.url + CHAT
     offer = await fresh_offer(crashed, url)
     checkout = await crashed.manager.checkout(offer, url)
-    _, op = await crashed.manager.open_payload(checkout)
+    _, op = await crashed.manager.open_payload(checkout, open_auth(checkout.record))
     channel_id = checkout.record.channel_id
     assert not (await onchain(chain, channel_id)).exists
     # The process "dies" here: its lease would lapse with it.
@@ -673,7 +681,7 @@ async def test_abandoned_open_whose_nonce_was_reused_ends_failed(
     url = server.url + CHAT
     offer = await fresh_offer(agent, url)
     checkout = await agent.manager.checkout(offer, url)
-    _, op = await agent.manager.open_payload(checkout)  # approved, open signed, never sent
+    _, op = await agent.manager.open_payload(checkout, open_auth(checkout.record))  # never sent
     agent.manager.release(checkout.record)
     before = await token_balances(chain, payer.address, payee.address)
 

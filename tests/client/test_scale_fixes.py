@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mppagent.errors import PolicyViolation, ServerMisbehaviour
-from mppagent.manager import ChannelManager
-from mppagent.session.engine import PaidExchange
+from mppagent.errors import PolicyViolation
+from mppagent.session.channels import ChannelManager
+from mppagent.session.gate import PaymentGate, Purpose
 from mppagent.session.policy import SpendPolicy
 from mppagent.session.store import (
     ChannelRecord,
@@ -19,62 +19,8 @@ from mppagent.session.store import (
     SqliteChannelStore,
 )
 from mppagent.tempo.chain import ChainClient, Wallet
-from mppagent.tempo.schemas import SessionReceipt
-from mppagent.transport.paying import _checker
-from tests.support import RECEIPT_CHANNEL, receipt
 
-CHANNEL = RECEIPT_CHANNEL
-PRICE = 25
 SCOPE = Scope("0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20, 31337)
-
-
-def streamed(spent_before: int = 0, units: int = 20) -> PaidExchange:
-    """An exchange after a stream of ``units`` paid by one voucher, final receipt read."""
-    ex = PaidExchange(
-        policy=SpendPolicy(lookahead_units=100),
-        channel_id=CHANNEL,
-        challenge_id="ch-1",
-        price=PRICE,
-        deposit=100_000,
-        signed=spent_before,
-        accepted=spent_before,
-        spent=spent_before,
-        initial_deposit=100_000,
-    )
-    ex.check_receipt(receipt(spent_before, spent_before))  # the response header
-    total = spent_before + units * PRICE
-    ex.voucher_signed(total)
-    ex.delivered_units(units)
-    ex.check_final_receipt(receipt(total, total, units=units))
-    return ex
-
-
-# -- a voucher's receipt read after the stream's final receipt -------------------------
-
-
-def test_voucher_receipt_overtaken_by_the_final_receipt_is_accepted_and_moves_nothing() -> None:
-    ex = streamed()
-    # Produced when the voucher was accepted (nothing spent yet), read after the final.
-    _checker(ex)(receipt(0, 20 * PRICE), "ch-1")
-    assert (ex.spent, ex.accepted) == (20 * PRICE, 20 * PRICE)
-    assert ex.final is not None
-
-
-@pytest.mark.parametrize(
-    ("late", "check"),
-    [
-        (receipt(0, 20 * PRICE, channelId="0x" + "cd" * 32), "receipt_channel"),
-        (receipt(0, 20 * PRICE, challengeId="other"), "receipt_challenge"),
-        (receipt(20 * PRICE, 10 * PRICE), "receipt_spent"),
-        # Not an earlier snapshot: accepted above the final's, spent below it.
-        (receipt(0, 30 * PRICE), "receipt_accepted"),
-    ],
-)
-def test_overtaken_receipts_are_still_checked(late: SessionReceipt, check: str) -> None:
-    ex = streamed()
-    with pytest.raises(ServerMisbehaviour) as info:
-        _checker(ex)(late, "ch-1")
-    assert info.value.check == check
 
 
 # -- store: leases and receipts commit without an fsync, vouchers with one ---------------
@@ -168,13 +114,23 @@ def test_daily_budget_scan_only_with_a_budget(budget: int | None) -> None:
     )
     record = store.get("0x" + "aa" * 32)
     assert record is not None
-    assert manager.sign_voucher(record, 100).fresh
+    gate = PaymentGate(
+        manager.policy, channel_id=record.channel_id, price=1, baseline=0, signed_at_start=0
+    )
+
+    def sign(amount: int) -> int:
+        auth = gate.authorize(
+            amount, purpose=Purpose.DEMAND, bound_units=amount, signed=0, deposit=10**9
+        )
+        return manager.voucher_payload(record, auth).cumulative_amount
+
+    assert sign(100) == 100
     if budget is None:
-        assert manager.sign_voucher(record, 200).cumulative_amount == 200
+        assert sign(200) == 200
         assert CountingStore.scans == 0
     else:
         with pytest.raises(PolicyViolation) as info:
-            manager.sign_voucher(record, 200)
+            sign(200)
         assert info.value.rule == "budget_per_day"
         assert CountingStore.scans == 2
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from mppagent.errors import PolicyViolation, StoreError
+from mppagent.session import store as store_module
 from mppagent.session.store import (
+    SCHEMA_VERSION,
     ChannelRecord,
     ChannelStatus,
     MemoryChannelStore,
@@ -48,7 +50,7 @@ def test_file_is_private_and_schema_versioned(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.execute("PRAGMA user_version = 99")
     db.commit()
@@ -97,9 +99,22 @@ def test_budget_check_vetoes_inside_the_transaction() -> None:
 def test_suspect_channels_sign_nothing() -> None:
     store = MemoryChannelStore()
     store.insert(record())
-    store.update(record().channel_id, status=ChannelStatus.SUSPECT)
+    store.mark_suspect(record().channel_id, evidence="{}")
     with pytest.raises(StoreError, match="suspect"):
         store.sign_voucher(record().channel_id, 10, lambda a: "0x01")
+
+
+def test_a_version_1_store_migrates_and_keeps_its_channels(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path)
+    db.executescript(store_module._MIGRATIONS[1] + "; PRAGMA user_version = 1;")
+    db.close()
+    store = SqliteChannelStore(path)
+    store.insert(record())
+    migrated = store.get(record().channel_id)
+    assert migrated is not None
+    assert (migrated.protocol, migrated.unverified, migrated.descriptor) == ("v1", False, None)
+    assert store.try_lock("x", "elsewhere:1:a", ttl=1)
 
 
 def test_leases_and_pool_cap() -> None:

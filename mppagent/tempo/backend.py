@@ -1,0 +1,140 @@
+"""The seam between the protocol-agnostic session layer and one session protocol.
+
+A session protocol (v1: the ``TempoStreamChannel`` escrow; v2: the TIP-1034
+channel reserve) differs in how a channel id is derived, what an ``open`` or
+``topUp`` transaction contains, which EIP-712 domain a voucher is signed in,
+what the credential payloads carry and how channel state is read from the
+chain. Everything else -- the gate, the engine, the store, the transport --
+is the same, so a protocol is a :class:`SessionBackend` and never an ``if``
+elsewhere.
+
+Backends build and sign; they never record. The session layer records every
+signed transaction (write-ahead) before it sends it or hands it to a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mppagent.tempo.chain import SignedTransaction, Wallet
+from mppagent.tempo.escrow import ChannelState
+from mppagent.tempo.schemas import ClosePayload, OpenPayload, TopUpPayload, VoucherPayload
+from mppagent.tempo.voucher import VoucherSigner
+
+__all__ = ["ChannelTerms", "ClosedAmounts", "FundingPlan", "PriorSender", "SessionBackend"]
+
+
+@dataclass(frozen=True)
+class ChannelTerms:
+    """What identifies a channel before it exists: enough to compute its id."""
+
+    payer: str
+    payee: str
+    token: str
+    escrow: str
+    chain_id: int
+    salt: str
+    authorized_signer: str
+
+
+@dataclass(frozen=True)
+class FundingPlan:
+    """The transaction that funds a channel (open or top-up), for the server to broadcast."""
+
+    main: SignedTransaction
+
+
+PriorSender = Callable[[str, SignedTransaction], Awaitable[None]]
+"""Records, sends and confirms a transaction the client must mine itself first
+(an ERC-20 ``approve`` on chains without batched calls), given its kind."""
+
+
+@dataclass(frozen=True)
+class ClosedAmounts:
+    """What a close transaction paid, read from its events."""
+
+    paid: int
+    refunded: int
+
+
+class SessionBackend(Protocol):
+    """One session protocol's chain and wire details."""
+
+    protocol: str
+
+    def channel_id(self, terms: ChannelTerms) -> str:
+        """The id the contract will assign to a channel with these terms."""
+        ...
+
+    async def check_contract(self, escrow: str) -> bool:
+        """Whether ``escrow`` runs code this backend knows (so it may be funded)."""
+        ...
+
+    async def plan_open(
+        self, wallet: Wallet, terms: ChannelTerms, deposit: int, prior: PriorSender
+    ) -> FundingPlan:
+        """Sign what opens a channel with ``deposit`` (approvals sent first via ``prior``)."""
+        ...
+
+    async def plan_top_up(
+        self,
+        wallet: Wallet,
+        terms: ChannelTerms,
+        channel_id: str,
+        amount: int,
+        prior: PriorSender,
+    ) -> FundingPlan:
+        """Sign what adds ``amount`` to the deposit."""
+        ...
+
+    def sign_voucher(
+        self, signer: VoucherSigner, channel_id: str, amount: int, escrow: str, chain_id: int
+    ) -> str:
+        """An EIP-712 voucher signature for cumulative ``amount`` (hex, 65 bytes)."""
+        ...
+
+    def open_payload(
+        self, terms: ChannelTerms, channel_id: str, tx: SignedTransaction, amount: int, sig: str
+    ) -> OpenPayload:
+        """The ``open`` credential payload."""
+        ...
+
+    def top_up_payload(self, channel_id: str, tx: SignedTransaction, amount: int) -> TopUpPayload:
+        """The ``topUp`` credential payload."""
+        ...
+
+    def voucher_payload(self, channel_id: str, amount: int, sig: str) -> VoucherPayload:
+        """The ``voucher`` credential payload."""
+        ...
+
+    def close_payload(self, channel_id: str, amount: int, sig: str) -> ClosePayload:
+        """The ``close`` credential payload."""
+        ...
+
+    async def read_channel(self, escrow: str, channel_id: str) -> ChannelState:
+        """The channel as the chain has it."""
+        ...
+
+    async def close_grace_period(self, escrow: str) -> int:
+        """Seconds between ``requestClose`` and the earliest ``withdraw``."""
+        ...
+
+    async def sign_request_close(
+        self, wallet: Wallet, escrow: str, channel_id: str
+    ) -> SignedTransaction:
+        """Sign the payer's forced-close request."""
+        ...
+
+    async def sign_withdraw(
+        self, wallet: Wallet, escrow: str, channel_id: str
+    ) -> SignedTransaction:
+        """Sign the payer's withdrawal after the grace period."""
+        ...
+
+    def closed_amounts(
+        self, escrow: str, channel_id: str, receipt: dict[str, Any]
+    ) -> ClosedAmounts | None:
+        """Amounts a transaction's close event paid and refunded (``None``: no close)."""
+        ...

@@ -1,0 +1,162 @@
+"""Session protocol v1: the ``TempoStreamChannel`` escrow as a :class:`SessionBackend`.
+
+On a chain without batched calls an ``open`` or ``topUp`` needs the token
+allowance first: the plan carries an exact ``approve`` (never an unlimited
+one: an escrow can pull no more than the deposit we decided on) for the
+client to send and confirm before the server broadcasts the main transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mppagent.errors import ChainError
+from mppagent.tempo.artifacts import load_artifact
+from mppagent.tempo.backend import ChannelTerms, ClosedAmounts, FundingPlan, PriorSender
+from mppagent.tempo.chain import ChainClient, SignedTransaction, Wallet
+from mppagent.tempo.channel_id import compute_channel_id
+from mppagent.tempo.escrow import ChannelState, Escrow, Token
+from mppagent.tempo.hexutil import ZERO_ADDRESS, normalize_address
+from mppagent.tempo.schemas import ClosePayload, OpenPayload, TopUpPayload, VoucherPayload
+from mppagent.tempo.voucher import VoucherSigner
+
+__all__ = ["V1Backend"]
+
+
+class V1Backend:
+    """v1 sessions over one chain client (one :class:`Escrow` client per deployment)."""
+
+    protocol = "v1"
+
+    def __init__(self, chain: ChainClient) -> None:
+        self.chain = chain
+        self._escrows: dict[str, Escrow] = {}
+
+    def escrow(self, address: str) -> Escrow:
+        """The :class:`Escrow` client for ``address``."""
+        key = normalize_address(address)
+        if key not in self._escrows:
+            self._escrows[key] = Escrow(self.chain, key)
+        return self._escrows[key]
+
+    def channel_id(self, terms: ChannelTerms) -> str:
+        """``keccak256(abi.encode(payer, payee, token, salt, signer, escrow, chainId))``."""
+        return compute_channel_id(
+            terms.payer,
+            terms.payee,
+            terms.token,
+            terms.salt,
+            terms.authorized_signer,
+            terms.escrow,
+            terms.chain_id,
+        )
+
+    async def check_contract(self, escrow: str) -> bool:
+        """Whether ``escrow`` runs the v1 code this agent ships (immutables masked)."""
+        code = await self.chain.get_code(escrow)
+        return load_artifact("TempoStreamChannel").matches_runtime(code)
+
+    async def plan_open(
+        self, wallet: Wallet, terms: ChannelTerms, deposit: int, prior: PriorSender
+    ) -> FundingPlan:
+        """An exact ``approve`` if the allowance is short (sent first), then ``open``."""
+        await self._approve(wallet, terms, deposit, prior)
+        tx = await self.escrow(terms.escrow).sign_open(
+            wallet,
+            payee=terms.payee,
+            token=terms.token,
+            deposit=deposit,
+            salt=terms.salt,
+            authorized_signer=terms.authorized_signer,
+        )
+        return FundingPlan(main=tx)
+
+    async def plan_top_up(
+        self,
+        wallet: Wallet,
+        terms: ChannelTerms,
+        channel_id: str,
+        amount: int,
+        prior: PriorSender,
+    ) -> FundingPlan:
+        """An exact ``approve`` if the allowance is short (sent first), then ``topUp``."""
+        await self._approve(wallet, terms, amount, prior)
+        tx = await self.escrow(terms.escrow).sign_top_up(wallet, channel_id, amount)
+        return FundingPlan(main=tx)
+
+    async def _approve(
+        self, wallet: Wallet, terms: ChannelTerms, amount: int, prior: PriorSender
+    ) -> None:
+        token = Token(self.chain, terms.token)
+        if await token.allowance(terms.payer, terms.escrow) >= amount:
+            return
+        balance = await token.balance_of(terms.payer)
+        if balance < amount:
+            raise ChainError(
+                f"wallet {wallet.address} holds {balance} of token {terms.token}, "
+                f"needs {amount} for this deposit"
+            )
+        await prior("approve", await token.sign_approve(wallet, terms.escrow, amount))
+
+    def sign_voucher(
+        self, signer: VoucherSigner, channel_id: str, amount: int, escrow: str, chain_id: int
+    ) -> str:
+        """Domain ``Tempo Stream Channel`` v1, ``Voucher(bytes32, uint128)``."""
+        return signer.sign(channel_id, amount, escrow, chain_id)
+
+    def open_payload(
+        self, terms: ChannelTerms, channel_id: str, tx: SignedTransaction, amount: int, sig: str
+    ) -> OpenPayload:
+        """``open`` with the signed transaction and the initial voucher."""
+        signer = terms.authorized_signer
+        return OpenPayload(
+            channel_id=channel_id,
+            transaction=tx.raw,
+            authorized_signer=None if signer == ZERO_ADDRESS else signer,
+            cumulative_amount=amount,
+            signature=sig,
+        )
+
+    def top_up_payload(self, channel_id: str, tx: SignedTransaction, amount: int) -> TopUpPayload:
+        """``topUp`` with the signed transaction."""
+        return TopUpPayload(channel_id=channel_id, transaction=tx.raw, additional_deposit=amount)
+
+    def voucher_payload(self, channel_id: str, amount: int, sig: str) -> VoucherPayload:
+        """``voucher``."""
+        return VoucherPayload(channel_id=channel_id, cumulative_amount=amount, signature=sig)
+
+    def close_payload(self, channel_id: str, amount: int, sig: str) -> ClosePayload:
+        """``close`` with the final voucher."""
+        return ClosePayload(channel_id=channel_id, cumulative_amount=amount, signature=sig)
+
+    async def read_channel(self, escrow: str, channel_id: str) -> ChannelState:
+        """``getChannel``."""
+        return await self.escrow(escrow).get_channel(channel_id)
+
+    async def close_grace_period(self, escrow: str) -> int:
+        """``CLOSE_GRACE_PERIOD``."""
+        return await self.escrow(escrow).close_grace_period()
+
+    async def sign_request_close(
+        self, wallet: Wallet, escrow: str, channel_id: str
+    ) -> SignedTransaction:
+        """``requestClose``."""
+        return await self.escrow(escrow).sign_request_close(wallet, channel_id)
+
+    async def sign_withdraw(
+        self, wallet: Wallet, escrow: str, channel_id: str
+    ) -> SignedTransaction:
+        """``withdraw``."""
+        return await self.escrow(escrow).sign_withdraw(wallet, channel_id)
+
+    def closed_amounts(
+        self, escrow: str, channel_id: str, receipt: dict[str, Any]
+    ) -> ClosedAmounts | None:
+        """The ``ChannelClosed`` event's payout and refund for ``channel_id``."""
+        for event in self.escrow(escrow).events(receipt):
+            if event.name == "ChannelClosed" and event.channel_id == channel_id:
+                return ClosedAmounts(
+                    paid=int(event.values["settledToPayee"]),
+                    refunded=int(event.values["refundedToPayer"]),
+                )
+        return None
