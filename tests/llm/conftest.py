@@ -1,6 +1,6 @@
 """Fixtures for the LLM layer: the reference server on uvicorn, agents, expected answers.
 
-The server and agent factories mirror ``tests/client/conftest.py`` (copied, not
+The server and agent factories mirror ``tests/agent/conftest.py`` (copied, not
 imported, so the two test packages stay independent).
 """
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mppagent.devchain import DevAccount, DevChain
-from tests.client.test_crash import assert_vouchers_monotonic, finish_and_reconcile, spawn
+from tests.agent.test_crash import assert_vouchers_monotonic, finish_and_reconcile, spawn
 from tests.support import CHAT, PRICE, AgentFactory, ServerFactory, token_balances
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

@@ -2,7 +2,7 @@
 revert, nonces are left unused. Every failure is typed and bounded in time, and afterwards the
 store, the server's books and the chain still agree to the base unit.
 
-The chain-trouble tests put :class:`tests.client.rpcproxy.RpcProxy` (127.0.0.1) between the
+The chain-trouble tests put :class:`tests.agent.rpcproxy.RpcProxy` (127.0.0.1) between the
 agent and anvil; the reference server talks to anvil directly, like a payee with its own node.
 """
 
@@ -47,7 +47,7 @@ from mppagent.tempo.chain import (
 )
 from mppagent.tempo.escrow import ChannelState, Escrow, Token
 from mppagent.tempo.hexutil import checksum_address, keccak
-from tests.client.rpcproxy import RpcProxy
+from tests.agent.rpcproxy import RpcProxy
 from tests.support import (
     CHAT,
     AgentFactory,
