@@ -5,6 +5,7 @@ import {Test} from "./Test.sol";
 import {ITIP20ChannelReserve} from "../../src/ITIP20ChannelReserve.sol";
 import {TIP20ChannelReserve} from "../../src/TIP20ChannelReserve.sol";
 import {TestToken} from "../../src/TestToken.sol";
+import {voucherDigest} from "./VoucherDigest.sol";
 
 /// @notice The cheatcodes the reserve tests need beyond `Vm` in Test.sol (same address).
 interface VmReserve {
@@ -132,18 +133,15 @@ abstract contract ReserveTestBase is Test {
         bytes32 channelId,
         uint96 amount
     ) internal pure returns (bytes32) {
-        bytes32 domain = keccak256(
-            abi.encode(
-                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
-                keccak256(bytes(name)),
-                keccak256(bytes(version)),
-                chainId,
-                verifyingContract
-            )
+        return voucherDigest(
+            "Voucher(bytes32 channelId,uint96 cumulativeAmount)",
+            name,
+            version,
+            verifyingContract,
+            chainId,
+            channelId,
+            amount
         );
-        bytes32 structHash =
-            keccak256(abi.encode(keccak256("Voucher(bytes32 channelId,uint96 cumulativeAmount)"), channelId, amount));
-        return keccak256(abi.encodePacked("\x19\x01", domain, structHash));
     }
 
     function _settle(ITIP20ChannelReserve.ChannelDescriptor memory d, bytes32 channelId, uint96 amount) internal {
