@@ -96,15 +96,20 @@ class VoucherScheme:
     version: str
     amount_bits: int
 
-    @property
+    # cached_property: the digest is on the hot path of every paid stream.
+    @functools.cached_property
     def max_amount(self) -> int:
         """The largest cumulative amount a voucher of this scheme can carry."""
         return (1 << self.amount_bits) - 1
 
-    @property
+    @functools.cached_property
     def voucher_type(self) -> str:
         """The EIP-712 type string, e.g. ``Voucher(bytes32 channelId,uint96 cumulativeAmount)``."""
         return f"Voucher(bytes32 channelId,uint{self.amount_bits} cumulativeAmount)"
+
+    @functools.cached_property
+    def _typehash(self) -> bytes:
+        return keccak(self.voucher_type.encode())
 
     def domain_separator(self, verifying_contract: str, chain_id: int) -> bytes:
         """The EIP-712 domain separator for one deployment on one chain (cached)."""
@@ -123,7 +128,7 @@ class VoucherScheme:
         """The 32-byte EIP-712 signing hash of a voucher (what the contract recovers against)."""
         self.check_amount(cumulative_amount)
         struct_hash = keccak(
-            _typehash(self.voucher_type)
+            self._typehash
             + bytes32_word(channel_id)
             + cumulative_amount.to_bytes(32, "big")
         )
@@ -175,11 +180,6 @@ def _domain_separator(name: str, version: str, verifying_contract: str, chain_id
         + uint_word(chain_id)
         + address_word(verifying_contract)
     )
-
-
-@functools.cache
-def _typehash(voucher_type: str) -> bytes:
-    return keccak(voucher_type.encode())
 
 
 V1_VOUCHERS = VoucherScheme(DOMAIN_NAME, DOMAIN_VERSION, 128)
