@@ -128,9 +128,7 @@ class VoucherScheme:
         """The 32-byte EIP-712 signing hash of a voucher (what the contract recovers against)."""
         self.check_amount(cumulative_amount)
         struct_hash = keccak(
-            self._typehash
-            + bytes32_word(channel_id)
-            + cumulative_amount.to_bytes(32, "big")
+            self._typehash + bytes32_word(channel_id) + cumulative_amount.to_bytes(32, "big")
         )
         return keccak(
             b"\x19\x01" + self.domain_separator(verifying_contract, chain_id) + struct_hash
