@@ -25,6 +25,7 @@ from mppagent.tempo.v2 import (
     RESERVE_ADDRESS,
     UINT96_MAX,
     ChannelDescriptor,
+    calls,
     compute_channel_id,
     expiring_nonce_hash,
     recover_voucher_signer,
@@ -240,17 +241,77 @@ def test_expiring_nonce_hash_matches_the_sdk() -> None:
         assert expiring_nonce_hash(payload, request["sender"]) == sdk["expiringNonceHash"].lower()
 
 
+def test_reserve_calldata_matches_the_sdk() -> None:
+    cases, _ = _vectors()
+    requests, ours = [], []
+    for case in cases[:16]:
+        descriptor = _descriptor(case)
+        wire = descriptor.to_wire()
+        amount, signature = int(case["amount"]), "0x" + "ab" * 65
+        capture = amount // 2
+        requests += [
+            {
+                "functionName": "open",
+                "args": [
+                    case["payee"],
+                    case["operator"],
+                    case["token"],
+                    f"{max(amount, 1)}n",
+                    case["salt"],
+                    case["authorizedSigner"],
+                ],
+            },
+            {"functionName": "topUp", "args": [wire, f"{amount}n"]},
+            {"functionName": "settle", "args": [wire, f"{amount}n", signature]},
+            {"functionName": "close", "args": [wire, f"{amount}n", f"{capture}n", signature]},
+            {"functionName": "requestClose", "args": [wire]},
+            {"functionName": "withdraw", "args": [wire]},
+        ]
+        ours += [
+            calls.encode_open(
+                descriptor.payee,
+                descriptor.operator,
+                descriptor.token,
+                max(amount, 1),
+                descriptor.salt,
+                descriptor.authorized_signer,
+            ),
+            calls.encode_top_up(descriptor, amount),
+            calls.encode_settle(descriptor, amount, signature),
+            calls.encode_close(descriptor, amount, capture, signature),
+            calls.encode_request_close(descriptor),
+            calls.encode_withdraw(descriptor),
+        ]
+    sdk = _run_sdk({"calls": requests})["calls"]
+    assert ["0x" + data.hex() for data in ours] == sdk
+
+    # What a server reads back out of an SDK-built open or top-up is what went in.
+    opened = calls.decode_payer_call(bytes.fromhex(sdk[0][2:]))
+    assert isinstance(opened, calls.OpenCall)
+    assert opened.salt == cases[0]["salt"]
+    assert opened.payee == cases[0]["payee"].lower()
+    topped = calls.decode_payer_call(bytes.fromhex(sdk[1][2:]))
+    assert isinstance(topped, calls.TopUpCall)
+    assert topped.descriptor == _descriptor(cases[0])
+    assert topped.additional_deposit == int(cases[0]["amount"])
+    assert calls.decode_payer_call(bytes.fromhex(sdk[2][2:])) is None  # settle is not a payer call
+    assert calls.decode_payer_call(bytes.fromhex(sdk[0][2:-2])) is None  # truncated
+
+
 def test_reserve_constants_and_abi_match_the_sdk() -> None:
     _, answer = _vectors()
     assert answer["reserveAddress"] == RESERVE_ADDRESS
     assert int(answer["closeGracePeriod"]) == CLOSE_GRACE_PERIOD
 
     ours = {_key(item): item for item in load_artifact("TIP20ChannelReserve").abi if "name" in item}
+    functions = {item["name"] for item in answer["abi"] if item["type"] == "function"}
+    assert functions == set(calls.SELECTORS)
     for item in answer["abi"]:
         key = _key(item)
         assert key in ours, f"the local reserve lacks {key}"
         if item["type"] == "function":
             assert _types(ours[key].get("outputs", [])) == _types(item["outputs"]), key
+            assert calls.SELECTORS[item["name"]].hex() == key[1][2:10], key
             assert ours[key]["stateMutability"] == item["stateMutability"], key
         if item["type"] == "event":
             indexed = [bool(a.get("indexed")) for a in item["inputs"]]

@@ -20,12 +20,13 @@ from mppagent.devchain_reserve import install_reserve, set_pending_expiring_nonc
 from mppagent.tempo.artifacts import load_artifact
 from mppagent.tempo.chain import ChainClient, ContractReverted
 from mppagent.tempo.escrow import Token
-from mppagent.tempo.hexutil import ZERO_ADDRESS, checksum_address, keccak
+from mppagent.tempo.hexutil import ZERO_ADDRESS
 from mppagent.tempo.v2 import (
     CLOSE_GRACE_PERIOD,
     RESERVE_ADDRESS,
     UINT96_MAX,
     ChannelDescriptor,
+    calls,
     compute_channel_id,
     sign_voucher,
     voucher_digest,
@@ -33,14 +34,11 @@ from mppagent.tempo.v2 import (
 from mppagent.tempo.v2.local_reserve import pending_expiring_nonce_hash_slot
 from mppagent.tempo.voucher import V2_VOUCHERS, VoucherSigner
 
-DESCRIPTOR = "(address,address,address,address,bytes32,address,bytes32)"
-STATE = "(uint96,uint96,uint32)"
-OPENED = "ChannelOpened(bytes32,address,address,address,address,address,bytes32,bytes32,uint96)"
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
-def _call(signature: str, types: list[str], args: list[Any]) -> bytes:
-    return keccak(signature.encode())[:4] + abi_encode(types, args)
+def _call(name: str, types: list[str], args: list[Any]) -> bytes:
+    return calls.SELECTORS[name] + abi_encode(types, args)
 
 
 @pytest.fixture
@@ -60,7 +58,7 @@ async def test_install_puts_the_shipped_code_at_the_canonical_address(
     assert load_artifact("TIP20ChannelReserve").matches_runtime(code)
     allowance = await Token(reserve_client, chain.token).allowance(payer.address, RESERVE_ADDRESS)
     assert allowance == 2**256 - 1
-    out = await reserve_client.call(RESERVE_ADDRESS, _call("CLOSE_GRACE_PERIOD()", [], []))
+    out = await reserve_client.call(RESERVE_ADDRESS, _call("CLOSE_GRACE_PERIOD", [], []))
     assert abi_decode(["uint64"], out)[0] == CLOSE_GRACE_PERIOD
 
 
@@ -68,7 +66,7 @@ async def test_views_agree_with_the_python_primitives(
     chain: DevChain, reserve_client: ChainClient
 ) -> None:
     await install_reserve(chain, accounts=[])
-    out = await reserve_client.call(RESERVE_ADDRESS, _call("domainSeparator()", [], []))
+    out = await reserve_client.call(RESERVE_ADDRESS, _call("domainSeparator", [], []))
     assert out == V2_VOUCHERS.domain_separator(RESERVE_ADDRESS, chain.chain_id)
 
     rng = random.Random()
@@ -83,7 +81,7 @@ async def test_views_agree_with_the_python_primitives(
             expiring_nonce_hash="0x" + rng.randbytes(32).hex(),
         )
         data = _call(
-            "computeChannelId(address,address,address,address,bytes32,address,bytes32)",
+            "computeChannelId",
             ["address", "address", "address", "address", "bytes32", "address", "bytes32"],
             list(descriptor.abi_tuple()),
         )
@@ -92,7 +90,7 @@ async def test_views_agree_with_the_python_primitives(
 
         amount = [0, 1, UINT96_MAX][i] if i < 3 else rng.randrange(UINT96_MAX + 1)
         data = _call(
-            "getVoucherDigest(bytes32,uint96)",
+            "getVoucherDigest",
             ["bytes32", "uint96"],
             [bytes.fromhex(channel_id[2:]), amount],
         )
@@ -121,32 +119,20 @@ async def test_open_settle_close_with_python_ids_and_signatures(
         expiring_nonce_hash=nonce_hash,
     )
     deposit = 5_000_000
-    open_data = _call(
-        "open(address,address,address,uint96,bytes32,address)",
-        ["address", "address", "address", "uint96", "bytes32", "address"],
-        [
-            checksum_address(descriptor.payee),
-            checksum_address(ZERO_ADDRESS),
-            checksum_address(descriptor.token),
-            deposit,
-            bytes.fromhex(descriptor.salt[2:]),
-            checksum_address(ZERO_ADDRESS),
-        ],
+    open_data = calls.encode_open(
+        descriptor.payee, ZERO_ADDRESS, descriptor.token, deposit, descriptor.salt, ZERO_ADDRESS
     )
     tx = await reserve_client.sign_call(payer.wallet(), RESERVE_ADDRESS, open_data, context="open")
     receipt = await reserve_client.send_and_wait(tx, context="open")
 
+    # The ChannelOpened event (what the SDK's server checks) carries the hash and our id.
     channel_id = compute_channel_id(descriptor, RESERVE_ADDRESS, chain.chain_id)
-    opened = _log(
-        receipt,
-        "ChannelOpened(bytes32,address,address,address,address,address,bytes32,bytes32,uint96)",
-    )
-    assert "0x" + bytes(opened["topics"][1]).hex() == channel_id
-    fields = abi_decode(
-        ["address", "address", "address", "bytes32", "bytes32", "uint96"], bytes(opened["data"])
-    )
-    assert "0x" + fields[4].hex() == nonce_hash  # the ChannelOpened the SDK's server checks
-    assert fields[5] == deposit
+    events = [
+        calls.decode_channel_opened(log["topics"], bytes(log["data"])) for log in receipt["logs"]
+    ]
+    assert [event for event in events if event] == [
+        calls.ChannelOpened(channel_id, descriptor, deposit)
+    ]
     slot = await chain.rpc(
         "eth_getStorageAt",
         [RESERVE_ADDRESS, pending_expiring_nonce_hash_slot(payer.address), "latest"],
@@ -157,30 +143,21 @@ async def test_open_settle_close_with_python_ids_and_signatures(
     # The payee settles and closes with vouchers signed by the Python fast path.
     signer = VoucherSigner(payer.private_key)
     settle_sig = sign_voucher(signer, channel_id, 1_250, RESERVE_ADDRESS, chain.chain_id)
-    settle = _call(
-        f"settle({DESCRIPTOR},uint96,bytes)",
-        [DESCRIPTOR, "uint96", "bytes"],
-        [descriptor.abi_tuple(), 1_250, bytes.fromhex(settle_sig[2:])],
-    )
+    settle = calls.encode_settle(descriptor, 1_250, settle_sig)
     tx = await reserve_client.sign_call(payee.wallet(), RESERVE_ADDRESS, settle, context="settle")
     await reserve_client.send_and_wait(tx, context="settle")
     assert await _state(reserve_client, channel_id) == (1_250, deposit, 0)
 
     close_sig = sign_voucher(signer, channel_id, 2_000, RESERVE_ADDRESS, chain.chain_id)
     raw = bytes.fromhex(close_sig[2:])
-    high_s = (
-        raw[:32]
-        + (N - int.from_bytes(raw[32:64], "big")).to_bytes(32, "big")
-        + bytes([55 - raw[64]])
-    )
-    close_types = [DESCRIPTOR, "uint96", "uint96", "bytes"]
-    signature = f"close({DESCRIPTOR},uint96,uint96,bytes)"
-    high_close = _call(signature, close_types, [descriptor.abi_tuple(), 2_000, 2_000, high_s])
+    twin_s = (N - int.from_bytes(raw[32:64], "big")).to_bytes(32, "big")
+    high_s = "0x" + (raw[:32] + twin_s + bytes([55 - raw[64]])).hex()
+    high_close = calls.encode_close(descriptor, 2_000, 2_000, high_s)
     with pytest.raises(ContractReverted) as info:  # estimating runs it as the payee
         await reserve_client.sign_call(payee.wallet(), RESERVE_ADDRESS, high_close, context="c")
     assert info.value.error_name == "InvalidSignature"
 
-    close = _call(signature, close_types, [descriptor.abi_tuple(), 2_000, 2_000, raw])
+    close = calls.encode_close(descriptor, 2_000, 2_000, close_sig)
     tx = await reserve_client.sign_call(payee.wallet(), RESERVE_ADDRESS, close, context="close")
     await reserve_client.send_and_wait(tx, context="close")
     assert await _state(reserve_client, channel_id) == (0, 0, 0), "state deleted on close"
@@ -192,25 +169,15 @@ async def test_open_without_a_pending_hash_is_refused(
     chain: DevChain, reserve_client: ChainClient, payer: DevAccount, payee: DevAccount
 ) -> None:
     await install_reserve(chain, accounts=[payer])
-    data = _call(
-        "open(address,address,address,uint96,bytes32,address)",
-        ["address", "address", "address", "uint96", "bytes32", "address"],
-        [payee.address, ZERO_ADDRESS, checksum_address(chain.token), 1, b"\x01" * 32, ZERO_ADDRESS],
+    data = calls.encode_open(
+        payee.address, ZERO_ADDRESS, chain.token, 1, "0x" + "01" * 32, ZERO_ADDRESS
     )
     with pytest.raises(ContractReverted) as info:
         await reserve_client.sign_call(payer.wallet(), RESERVE_ADDRESS, data, context="open")
     assert info.value.error_name == "ExpiringNonceHashNotSet"
 
 
-def _log(receipt: dict[str, Any], event: str) -> dict[str, Any]:
-    topic = keccak(event.encode())
-    for log in receipt["logs"]:
-        if bytes(log["topics"][0]) == topic:
-            return dict(log)
-    raise AssertionError(f"no {event} log in the receipt")
-
-
 async def _state(client: ChainClient, channel_id: str) -> tuple[int, int, int]:
-    data = _call("getChannelState(bytes32)", ["bytes32"], [bytes.fromhex(channel_id[2:])])
-    settled, deposit, requested = abi_decode([STATE], await client.call(RESERVE_ADDRESS, data))[0]
-    return int(settled), int(deposit), int(requested)
+    data = _call("getChannelState", ["bytes32"], [bytes.fromhex(channel_id[2:])])
+    state = calls.decode_channel_state(await client.call(RESERVE_ADDRESS, data))
+    return state.settled, state.deposit, state.close_requested_at

@@ -1,7 +1,8 @@
 """Tempo session protocol v2: the TIP-1034 channel reserve's pure primitives.
 
 Descriptor, channel id, ``expiringNonceHash`` and ``uint96`` vouchers over the
-reserve's EIP-712 domain. No I/O; chain calls and the session backend build on these.
+reserve's EIP-712 domain, and (``calls``) the reserve's calldata, state and events.
+No I/O; chain access and the session backend build on these.
 """
 
 from mppagent.tempo.v2.channel_id import compute_channel_id, expiring_nonce_hash

@@ -6,10 +6,11 @@
 //              chainId, escrow, amount, key}],            -> channel id, digest, signature
 //   verify:  [{escrow, chainId, channelId, amount, signature, signer}],  -> SDK verdicts
 //   nonces:  [{chainId, to, data, validBefore, sender, feePayer}]  -> signing payload + hash
+//   calls:   [{functionName, args}]  -> reserve calldata (amounts as "123n" strings)
 // }
 // The SDK is used only through its public entry points (mppx/tempo, viem, ox).
 import { Session } from "mppx/tempo";
-import { createClient, custom, hashTypedData } from "viem";
+import { createClient, custom, encodeFunctionData, hashTypedData } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { Channel as OxChannel, TxEnvelopeTempo } from "ox/tempo";
 
@@ -98,11 +99,23 @@ function runNonce(n) {
   };
 }
 
+function runCall(call) {
+  const revive = (value) =>
+    typeof value === "string" && /^[0-9]+n$/.test(value) ? BigInt(value.slice(0, -1)) : value;
+  const args = call.args.map((arg) =>
+    arg !== null && typeof arg === "object"
+      ? Object.fromEntries(Object.entries(arg).map(([k, v]) => [k, revive(v)]))
+      : revive(arg),
+  );
+  return encodeFunctionData({ abi: escrowAbi, functionName: call.functionName, args });
+}
+
 const request = await readStdin();
 const answer = {
   cases: [],
   verify: (request.verify ?? []).map(runVerify),
   nonces: (request.nonces ?? []).map(runNonce),
+  calls: (request.calls ?? []).map(runCall),
   abi: escrowAbi,
   closeGracePeriod: OxChannel.closeGracePeriod.toString(),
   reserveAddress: OxChannel.address,
