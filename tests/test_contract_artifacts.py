@@ -12,12 +12,13 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "mppagent" / "tempo" / "artifacts"
-CONTRACTS = ("TempoStreamChannel", "TestToken")
+CONTRACTS = ("TempoStreamChannel", "TestToken", "TIP20ChannelReserve")
 
 
 def _run_check(root: Path) -> subprocess.CompletedProcess[str]:
@@ -143,3 +144,51 @@ def test_escrow_abi_has_the_v1_interface() -> None:
         ("closeRequestedAt", "uint64"),
         ("finalized", "bool"),
     ]
+
+
+def _canonical_type(arg: dict[str, Any]) -> str:
+    """An ABI parameter's canonical type, with tuples spelled out as in selectors."""
+    kind = str(arg["type"])
+    if kind.startswith("tuple"):
+        inner = ",".join(_canonical_type(c) for c in arg["components"])
+        return f"({inner}){kind.removeprefix('tuple')}"
+    return kind
+
+
+def _full_signatures(abi: list[dict[str, Any]], kind: str) -> set[str]:
+    return {
+        f"{item['name']}({','.join(_canonical_type(a) for a in item.get('inputs', []))})"
+        for item in abi
+        if item["type"] == kind
+    }
+
+
+def test_reserve_abi_has_the_tip1034_interface() -> None:
+    abi = json.loads((ARTIFACTS / "TIP20ChannelReserve.json").read_text())["abi"]
+    descriptor = "(address,address,address,address,bytes32,address,bytes32)"
+    assert _full_signatures(abi, "function") >= {
+        "CLOSE_GRACE_PERIOD()",
+        "VOUCHER_TYPEHASH()",
+        "open(address,address,address,uint96,bytes32,address)",
+        f"settle({descriptor},uint96,bytes)",
+        f"topUp({descriptor},uint96)",
+        f"close({descriptor},uint96,uint96,bytes)",
+        f"requestClose({descriptor})",
+        f"withdraw({descriptor})",
+        f"getChannel({descriptor})",
+        "getChannelState(bytes32)",
+        "getChannelStatesBatch(bytes32[])",
+        "computeChannelId(address,address,address,address,bytes32,address,bytes32)",
+        "getVoucherDigest(bytes32,uint96)",
+        "domainSeparator()",
+        "pendingExpiringNonceHash(address)",
+    }
+    errors = (
+        "ChannelAlreadyExists ChannelNotFound NotPayer NotPayeeOrOperator InvalidPayee "
+        "InvalidToken ZeroDeposit ExpiringNonceHashNotSet InvalidSignature AmountExceedsDeposit "
+        "AmountNotIncreasing CaptureAmountInvalid CloseNotReady DepositOverflow"
+    )
+    assert _full_signatures(abi, "error") >= {f"{name}()" for name in errors.split()}
+    state = next(item for item in abi if item.get("name") == "getChannelState")
+    fields = [(c["name"], c["type"]) for c in state["outputs"][0]["components"]]
+    assert fields == [("settled", "uint96"), ("deposit", "uint96"), ("closeRequestedAt", "uint32")]

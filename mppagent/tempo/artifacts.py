@@ -57,7 +57,7 @@ class Artifact:
 
 @functools.cache
 def load_artifact(name: str) -> Artifact:
-    """Load ``TempoStreamChannel`` or ``TestToken`` from the package data."""
+    """Load a shipped contract (``TempoStreamChannel``, ``TestToken``, ``TIP20ChannelReserve``)."""
     text = resources.files("mppagent.tempo").joinpath("artifacts", f"{name}.json").read_text()
     data = json.loads(text)
     return Artifact(

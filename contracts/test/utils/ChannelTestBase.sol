@@ -5,6 +5,7 @@ import {Test} from "./Test.sol";
 import {ITempoStreamChannel} from "../../src/ITempoStreamChannel.sol";
 import {TempoStreamChannel} from "../../src/TempoStreamChannel.sol";
 import {TestToken} from "../../src/TestToken.sol";
+import {voucherDigest} from "./VoucherDigest.sol";
 
 /// @notice Shared fixture: one escrow, one token, and four keyed actors with funds and approvals.
 abstract contract ChannelTestBase is Test {
@@ -100,18 +101,15 @@ abstract contract ChannelTestBase is Test {
         bytes32 channelId,
         uint128 amount
     ) internal pure returns (bytes32) {
-        bytes32 domain = keccak256(
-            abi.encode(
-                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
-                keccak256(bytes(name)),
-                keccak256(bytes(version)),
-                chainId,
-                verifyingContract
-            )
+        return voucherDigest(
+            "Voucher(bytes32 channelId,uint128 cumulativeAmount)",
+            name,
+            version,
+            verifyingContract,
+            chainId,
+            channelId,
+            amount
         );
-        bytes32 structHash =
-            keccak256(abi.encode(keccak256("Voucher(bytes32 channelId,uint128 cumulativeAmount)"), channelId, amount));
-        return keccak256(abi.encodePacked("\x19\x01", domain, structHash));
     }
 
     /// @dev Settles as the payee with a payer-signed voucher.
