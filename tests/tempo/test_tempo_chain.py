@@ -16,7 +16,14 @@ import pytest
 from mppagent.devchain import DevAccount, DevChain
 from mppagent.tempo.chain import ChainClient, ContractReverted, TransactionFailed
 from mppagent.tempo.channel_id import compute_channel_id, random_salt
-from mppagent.tempo.escrow import Escrow, Token, encode_open, encode_transfer
+from mppagent.tempo.escrow import (
+    Escrow,
+    Token,
+    decode_payer_call,
+    encode_approve,
+    encode_open,
+    encode_transfer,
+)
 from mppagent.tempo.hexutil import ZERO_ADDRESS, keccak
 from mppagent.tempo.tempo_chain import (
     PATH_USD,
@@ -29,6 +36,7 @@ from mppagent.tempo.tempo_chain import (
     sponsor,
 )
 from mppagent.tempo.tempotx import EXPIRING_NONCE_KEY, Call, decode_tempo_transaction
+from tests.tempo.node import run_node
 
 pytestmark = pytest.mark.chain
 
@@ -247,6 +255,21 @@ async def test_a_reverted_tempo_transaction_is_named(
         await send_tempo(client, tx, context="topUp")
     assert caught.value.error_name == "ChannelNotFound"
 
+    # Too little gas: the calls would succeed, so it is named OutOfGas (T4's receipt
+    # reports less gas used than the limit, so the receipt alone cannot tell).
+    starved = await escrow.sign_open_tempo(
+        payer.wallet(),
+        payee=tempo_chain.accounts[0].address,
+        token=PATH_USD,
+        deposit=DEPOSIT,
+        salt=random_salt(),
+        gas=600_000,
+    )
+    with pytest.raises(ContractReverted) as caught:
+        await send_tempo(client, starved, context="open")
+    assert caught.value.error_name == "OutOfGas"
+    assert caught.value.args_decoded[0] == 600_000
+
 
 async def test_an_expired_transaction_never_lands(
     tempo_chain: DevChain, client: ChainClient
@@ -293,3 +316,71 @@ async def test_two_dimensional_nonces(
         assert not tx.expired(2**40)
         receipt = await send_tempo(client, tx)
         assert int(receipt["status"]) == 1
+
+
+# -- transactions the reference SDK signs (viem, as mppx's legacy session client does) ----
+
+
+async def _sdk_open(
+    chain: DevChain, payer: DevAccount, payee: DevAccount, *, sponsored: bool
+) -> dict[str, Any]:
+    return run_node(
+        "tempo_sdk_open.mjs",
+        {
+            "rpcUrl": chain.rpc_url,
+            "chainId": chain.chain_id,
+            "privateKey": payer.private_key,
+            "escrow": chain.escrow,
+            "payee": payee.address,
+            "currency": chain.token,
+            "deposit": str(DEPOSIT),
+            "salt": random_salt(),
+            "sponsored": sponsored,
+        },
+    )
+
+
+async def test_decodes_the_sdk_open_and_the_chain_accepts_our_fee_payer_signature(
+    tempo_chain: DevChain, client: ChainClient
+) -> None:
+    """The SDK's open decodes to exactly approve + open; sponsored, our co-signature is valid.
+
+    The SDK takes its gas from ``eth_estimateGas``, which anvil answers with a flat
+    figure that ignores the calls: too little for an open at T4, so the open itself
+    runs out of gas. It still proves the chain accepted the sender's and our fee
+    payer's signatures (the transaction was mined and the sponsor paid the fee).
+    """
+    payee, payer, sponsor_account = (tempo_chain.accounts[i] for i in (0, 1, 4))
+    plain = await _sdk_open(tempo_chain, payer, payee, sponsored=False)
+    decoded = decode_tempo_transaction(plain["transaction"])
+    assert decoded.sender == plain["from"] == payer.address.lower()
+    assert decoded.tx.fee_token == PATH_USD
+    assert decoded.tx.nonce_key == EXPIRING_NONCE_KEY
+    assert decoded.tx.valid_before is not None
+    assert decoded.tx.valid_before - await chain_now(client) <= 25
+    assert decoded.tx.gas == int(plain["gas"])
+    (approve, opened) = decoded.tx.calls
+    assert approve == Call(PATH_USD, encode_approve(tempo_chain.escrow, DEPOSIT))
+    assert opened.to == tempo_chain.escrow
+    call = decode_payer_call(opened.data)
+    assert call is not None
+    assert call.function == "open"
+    assert call.args["payee"] == payee.address.lower()
+    assert call.args["deposit"] == DEPOSIT
+
+    handover = await _sdk_open(tempo_chain, payer, payee, sponsored=True)
+    assert handover["transaction"].startswith("0x78")
+    pending = decode_tempo_transaction(handover["transaction"])
+    assert pending.awaiting_fee_payer
+    assert pending.tx.fee_token is None  # the sender does not commit to a fee token
+    final = sponsor(handover["transaction"], sponsor_account.wallet(), PATH_USD)
+    Escrow(client, tempo_chain.escrow)
+    with pytest.raises(ContractReverted) as caught:
+        await send_tempo(client, final, context="sdk open")
+    assert caught.value.error_name == "OutOfGas"
+    assert caught.value.args_decoded[0] == int(handover["gas"])
+    receipt = await client.get_receipt(final.hash)
+    assert receipt is not None
+    paid = _fee_transfers(receipt)
+    assert list(paid) == [sponsor_account.address.lower()]
+    assert paid[sponsor_account.address.lower()] == _fee(receipt)

@@ -8,11 +8,7 @@ signed envelope must match exactly.
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,9 +27,7 @@ from mppagent.tempo.tempotx import (
     sign_as_fee_payer,
 )
 from mppagent.tempo.transactions import InvalidTransaction
-
-ROOT = Path(__file__).resolve().parents[2]
-DRIVER = ROOT / "tests" / "interop" / "node" / "tempo_tx.mjs"
+from tests.tempo.node import run_node
 
 SENDER_KEY = "0x" + "11" * 32
 FEE_PAYER_KEY = "0x" + "22" * 32
@@ -120,21 +114,8 @@ def _sdk_input(tx: TempoTransaction) -> dict[str, Any]:
 
 
 def run_sdk(payload: dict[str, Any]) -> dict[str, Any]:
-    """Run the Node driver on ``payload`` and return its JSON answer."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is required for the interop tests (scripts/setup installs the SDK)")
-    done = subprocess.run(
-        [node, str(DRIVER)],
-        input=json.dumps(payload).encode(),
-        capture_output=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    """The SDK's encodings (``tests/interop/node/tempo_tx.mjs``) for ``payload``."""
+    return run_node("tempo_tx.mjs", payload)
 
 
 @pytest.fixture(scope="module")
