@@ -58,41 +58,38 @@ async def _check(
         raise RuntimeError("channel was not opened with the deposit")
 
 
-async def open_tempo(
-    chain: DevChain, client: ChainClient, payer: DevAccount, payee: DevAccount
+async def measure(
+    chain: DevChain,
+    client: ChainClient,
+    payer: DevAccount,
+    payee: DevAccount,
+    batched: bool,
 ) -> Open:
+    """Open one channel one way; time it, add up its gas, and work out its fee."""
     escrow, token = Escrow(client, chain.escrow), Token(client, chain.token)
     before = await token.balance_of(payer.address)
     salt = random_salt()
+    args: dict[str, Any] = {
+        "payee": payee.address,
+        "token": chain.token,
+        "deposit": DEPOSIT,
+        "salt": salt,
+    }
     start = time.perf_counter()
-    tx = await escrow.sign_open_tempo(
-        payer.wallet(), payee=payee.address, token=chain.token, deposit=DEPOSIT, salt=salt
-    )
-    receipt = await send_tempo(client, tx, context="open")
+    if batched:
+        tx = await escrow.sign_open_tempo(payer.wallet(), **args)
+        receipts = [await send_tempo(client, tx, context="open")]
+    else:
+        approve = await token.sign_approve(payer.wallet(), chain.escrow, DEPOSIT)
+        receipts = [await client.send_and_wait(approve, context="approve")]
+        opened = await escrow.sign_open(payer.wallet(), **args)
+        receipts.append(await client.send_and_wait(opened, context="open"))
     seconds = time.perf_counter() - start
     await _check(escrow, chain, payer, payee, salt)
     fee = before - await token.balance_of(payer.address) - DEPOSIT
-    return Open("tempo 0x76 approve+open", seconds, int(receipt["gasUsed"]), fee, 1)
-
-
-async def open_eip1559(
-    chain: DevChain, client: ChainClient, payer: DevAccount, payee: DevAccount
-) -> Open:
-    escrow, token = Escrow(client, chain.escrow), Token(client, chain.token)
-    before = await token.balance_of(payer.address)
-    salt = random_salt()
-    start = time.perf_counter()
-    approve = await token.sign_approve(payer.wallet(), chain.escrow, DEPOSIT)
-    first = await client.send_and_wait(approve, context="approve")
-    opened = await escrow.sign_open(
-        payer.wallet(), payee=payee.address, token=chain.token, deposit=DEPOSIT, salt=salt
-    )
-    second = await client.send_and_wait(opened, context="open")
-    seconds = time.perf_counter() - start
-    await _check(escrow, chain, payer, payee, salt)
-    fee = before - await token.balance_of(payer.address) - DEPOSIT
-    gas = int(first["gasUsed"]) + int(second["gasUsed"])
-    return Open("eip1559 approve, open", seconds, gas, fee, 2)
+    gas = sum(int(r["gasUsed"]) for r in receipts)
+    path = "tempo 0x76 approve+open" if batched else "eip1559 approve, open"
+    return Open(path, seconds, gas, fee, len(receipts))
 
 
 def summarize(opens: list[Open]) -> dict[str, Any]:
@@ -115,13 +112,13 @@ async def main(n: int) -> dict[str, Any]:
     try:
         payee, tempo_payer, legacy_payer = chain.accounts
         # One warm-up each (first-use storage of a fresh account is dearer), not counted.
-        await open_tempo(chain, client, tempo_payer, payee)
-        await open_eip1559(chain, client, legacy_payer, payee)
+        await measure(chain, client, tempo_payer, payee, batched=True)
+        await measure(chain, client, legacy_payer, payee, batched=False)
         tempo: list[Open] = []
         legacy: list[Open] = []
         for _ in range(n):
-            tempo.append(await open_tempo(chain, client, tempo_payer, payee))
-            legacy.append(await open_eip1559(chain, client, legacy_payer, payee))
+            tempo.append(await measure(chain, client, tempo_payer, payee, batched=True))
+            legacy.append(await measure(chain, client, legacy_payer, payee, batched=False))
     finally:
         await client.close()
         await chain.stop()

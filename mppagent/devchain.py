@@ -146,10 +146,7 @@ class DevChain:
         try:
             port = await _wait_for_port(process, log_path, within=startup_timeout)
             rpc_url = f"http://127.0.0.1:{port}"
-            if network == "tempo":
-                chain = await cls._deploy_tempo(process, log_path, rpc_url, chain_id)
-            else:
-                chain = await cls._deploy(process, log_path, rpc_url, chain_id)
+            chain = await cls._deploy(process, log_path, rpc_url, chain_id, network)
             fresh = [DevAccount.generate() for _ in range(accounts)]
             await chain.fund_many([a.address for a in fresh], tokens=tokens_per_account)
             chain.accounts.extend(fresh)
@@ -161,16 +158,35 @@ class DevChain:
 
     @classmethod
     async def _deploy(
-        cls, process: subprocess.Popen[bytes], log_path: Path, rpc_url: str, chain_id: int
+        cls,
+        process: subprocess.Popen[bytes],
+        log_path: Path,
+        rpc_url: str,
+        chain_id: int,
+        network: Network,
     ) -> DevChain:
-        deployer = DevAccount.generate()
-        async with httpx.AsyncClient(timeout=10.0) as http:
-            await _rpc(http, rpc_url, "anvil_setBalance", [deployer.address, hex(1_000 * _ETH)])
+        """Deploy the contracts; on Tempo the escrow only, pathUSD being the currency.
+
+        EVM: a fresh deployer with a native balance deploys the test token and the
+        escrow. Tempo: anvil's funded dev account deploys the escrow with an ordinary
+        EIP-1559 transaction (fee paid in pathUSD); at T4 that needs about 18 M gas,
+        within anvil's 30 M block limit.
+        """
+        if network == "tempo":
+            deployer = DevAccount(
+                address=Wallet(_ANVIL_DEV_KEY).address, private_key=_ANVIL_DEV_KEY
+            )
+            names: tuple[str, ...] = ("TempoStreamChannel",)
+        else:
+            deployer = DevAccount.generate()
+            names = ("TestToken", "TempoStreamChannel")
+            async with httpx.AsyncClient(timeout=10.0) as http:
+                await _rpc(http, rpc_url, "anvil_setBalance", [deployer.address, hex(1_000 * _ETH)])
         client = ChainClient(rpc_url)
         try:
             wallet = deployer.wallet()
             addresses = []
-            for name in ("TestToken", "TempoStreamChannel"):
+            for name in names:
                 tx = await client.sign_deploy(wallet, load_artifact(name).bytecode, context=name)
                 receipt = await client.send_and_wait(tx, context=f"deploy {name}")
                 addresses.append(str(receipt["contractAddress"]).lower())
@@ -181,40 +197,11 @@ class DevChain:
             log_path=log_path,
             rpc_url=rpc_url,
             chain_id=chain_id,
-            token=addresses[0],
-            escrow=addresses[1],
+            token=PATH_USD if network == "tempo" else addresses[0],
+            escrow=addresses[-1],
             deployer=deployer,
             accounts=[],
-        )
-
-    @classmethod
-    async def _deploy_tempo(
-        cls, process: subprocess.Popen[bytes], log_path: Path, rpc_url: str, chain_id: int
-    ) -> DevChain:
-        """Deploy the escrow with anvil's funded dev account; pathUSD is the currency.
-
-        The deployment is an ordinary EIP-1559 transaction (its fee is paid in
-        pathUSD); at T4 it needs about 18 M gas, within anvil's 30 M block limit.
-        """
-        faucet = DevAccount(address=Wallet(_ANVIL_DEV_KEY).address, private_key=_ANVIL_DEV_KEY)
-        client = ChainClient(rpc_url)
-        try:
-            bytecode = load_artifact("TempoStreamChannel").bytecode
-            tx = await client.sign_deploy(faucet.wallet(), bytecode, context="TempoStreamChannel")
-            receipt = await client.send_and_wait(tx, context="deploy TempoStreamChannel")
-            escrow = str(receipt["contractAddress"]).lower()
-        finally:
-            await client.close()
-        return cls(
-            process=process,
-            log_path=log_path,
-            rpc_url=rpc_url,
-            chain_id=chain_id,
-            token=PATH_USD,
-            escrow=escrow,
-            deployer=faucet,
-            accounts=[],
-            network="tempo",
+            network=network,
         )
 
     async def stop(self) -> None:

@@ -290,13 +290,8 @@ class Escrow:
         ``sponsored`` the sender signs for a fee payer (see ``tempo_chain.sponsor``).
         """
         _check_uint128(deposit, "deposit")
-        calls = (
-            Call(token, encode_approve(self.address, deposit)),
-            Call(self.address, encode_open(payee, token, deposit, salt, authorized_signer)),
-        )
-        return await sign_calls(
-            self.chain, wallet, calls, fee_token=fee_token or token, sponsored=sponsored, gas=gas
-        )
+        data = encode_open(payee, token, deposit, salt, authorized_signer)
+        return await self._sign_approved(wallet, token, deposit, data, fee_token, sponsored, gas)
 
     async def sign_top_up_tempo(
         self,
@@ -311,10 +306,21 @@ class Escrow:
     ) -> TempoSignedTransaction:
         """Sign ONE Tempo transaction: ``approve(escrow, amount)`` then ``topUp`` (atomic)."""
         _check_uint128(amount, "additionalDeposit")
-        calls = (
-            Call(token, encode_approve(self.address, amount)),
-            Call(self.address, encode_top_up(channel_id, amount)),
-        )
+        data = encode_top_up(channel_id, amount)
+        return await self._sign_approved(wallet, token, amount, data, fee_token, sponsored, gas)
+
+    async def _sign_approved(
+        self,
+        wallet: Wallet,
+        token: str,
+        amount: int,
+        data: bytes,
+        fee_token: str | None,
+        sponsored: bool,
+        gas: int | None,
+    ) -> TempoSignedTransaction:
+        """One 0x76: ``approve(escrow, amount)`` on ``token``, then the escrow call ``data``."""
+        calls = (Call(token, encode_approve(self.address, amount)), Call(self.address, data))
         return await sign_calls(
             self.chain, wallet, calls, fee_token=fee_token or token, sponsored=sponsored, gas=gas
         )

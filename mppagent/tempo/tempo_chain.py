@@ -42,6 +42,7 @@ __all__ = [
     "TIP20_ERRORS",
     "TempoSignedTransaction",
     "TxOutcome",
+    "chain_now",
     "estimate_calls_gas",
     "outcome",
     "send_tempo",
@@ -312,8 +313,12 @@ async def outcome(chain: ChainClient, tx: TempoSignedTransaction) -> TxOutcome:
     """Whether ``tx`` landed, may still land (resend it), or never will (sign anew).
 
     Reads the receipt first, then chain time: an expired transaction without
-    a receipt can never be mined.
+    a receipt can never be mined. Not for a sponsored transaction awaiting its
+    fee payer: the broadcast bytes (and hash) are the sponsor's, so look for its
+    effect on chain instead (the channel it opens).
     """
+    if tx.awaiting_fee_payer:
+        raise ValueError("a sponsored transaction's hash is the fee payer's: check its effect")
     if await chain.get_receipt(tx.hash) is not None:
         return TxOutcome.MINED
     if tx.expired(await chain_now(chain)):

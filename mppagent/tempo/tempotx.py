@@ -42,7 +42,7 @@ from typing import Any
 import rlp
 
 from mppagent.tempo.hexutil import keccak, normalize_address
-from mppagent.tempo.transactions import InvalidTransaction
+from mppagent.tempo.transactions import InvalidTransaction, transaction_bytes
 from mppagent.tempo.voucher import InvalidSignature, VoucherSigner, recover_digest_signer
 
 __all__ = [
@@ -72,7 +72,6 @@ _UINT256_MAX = (1 << 256) - 1
 _N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_N = _N // 2
 _PLACEHOLDER = b"\x00"
-_MAX_TX_BYTES = 128 * 1024
 
 
 class UnsupportedTempoTransaction(InvalidTransaction):
@@ -326,7 +325,7 @@ def decode_tempo_transaction(raw: bytes | str) -> SignedTempoTransaction:
     recovers; a fee-payer signature, if present, is recovered too. Raises
     :class:`InvalidTransaction` (or :class:`UnsupportedTempoTransaction`).
     """
-    data = _raw_bytes(raw)
+    data = transaction_bytes(raw)
     if not is_tempo_transaction(data):
         raise InvalidTransaction("not a Tempo transaction (type byte must be 0x76 or 0x78)")
     handover = data[0] == FEE_PAYER_TYPE
@@ -389,19 +388,6 @@ def decode_tempo_transaction(raw: bytes | str) -> SignedTempoTransaction:
     if again != data:
         raise InvalidTransaction("Tempo transaction is not canonically encoded")
     return signed
-
-
-def _raw_bytes(raw: bytes | str) -> bytes:
-    if isinstance(raw, str):
-        if not raw.startswith(("0x", "0X")):
-            raise InvalidTransaction("transaction must be 0x-prefixed hex")
-        try:
-            raw = bytes.fromhex(raw[2:])
-        except ValueError:
-            raise InvalidTransaction("transaction is not hex") from None
-    if not raw or len(raw) > _MAX_TX_BYTES:
-        raise InvalidTransaction("transaction is empty or too large")
-    return raw
 
 
 def _recover(signature: bytes, digest: bytes, who: str) -> str:

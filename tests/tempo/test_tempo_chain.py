@@ -207,6 +207,8 @@ async def test_sponsored_open_fee_payer_pays(tempo_chain: DevChain, client: Chai
     assert signed.awaiting_fee_payer
     with pytest.raises(ValueError, match="co-signed"):
         await send_tempo(client, signed)
+    with pytest.raises(ValueError, match="fee payer"):
+        await outcome(client, signed)
     assert signed.handover is not None
     assert signed.handover.startswith("0x78")  # the form the reference SDK hands over
 
