@@ -190,6 +190,11 @@ async def sign_calls(
     fees paid in ``fee_token`` (for a sponsored transaction: the token the fee
     payer is asked to use; the sender does not sign over it). With another
     ``nonce_key`` the caller manages ``nonce`` (2D nonces; no expiry).
+
+    Two expiring-nonce transactions with the same calls signed in the same
+    second are the same transaction (same bytes, same hash): the chain runs it
+    once. That is the replay protection, not a bug -- distinct payments differ
+    in their calls (a channel's salt, an amount).
     """
     if not calls:
         raise ValueError("a Tempo transaction needs at least one call")

@@ -214,6 +214,8 @@ async def test_sponsored_open_fee_payer_pays(tempo_chain: DevChain, client: Chai
 
     final = sponsor(signed.handover, sponsor_account.wallet(), PATH_USD)
     assert not final.awaiting_fee_payer
+    # The 0x76 placeholder form carries the same commitment: the same final bytes.
+    assert sponsor(signed.raw, sponsor_account.wallet(), PATH_USD).raw == final.raw
     receipt = await send_tempo(client, final, context="sponsored open")
     assert [e.name for e in escrow.events(receipt)] == ["ChannelOpened"]
     assert str(receipt["from"]).lower() == payer.address.lower()
