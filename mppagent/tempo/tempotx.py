@@ -67,8 +67,6 @@ EXPIRING_NONCE_KEY = (1 << 256) - 1
 MAX_EXPIRING_WINDOW = 25
 """Seconds ahead an expiring-nonce transaction may be valid (networks allow ~30)."""
 
-_UINT64_MAX = (1 << 64) - 1
-_UINT256_MAX = (1 << 256) - 1
 _N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_N = _N // 2
 _PLACEHOLDER = b"\x00"
@@ -127,10 +125,15 @@ class TempoTransaction:
     access_list: tuple[AccessListEntry, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.chain_id <= 0 or self.chain_id > _UINT64_MAX:
-            raise InvalidTransaction("chainId must be a positive uint64")
+        _check_uint(self.chain_id, "chainId", 64)
+        if self.chain_id == 0:
+            raise InvalidTransaction("chainId must be positive")
+        object.__setattr__(self, "calls", tuple(self.calls))
         if not self.calls:
             raise InvalidTransaction("a Tempo transaction needs at least one call")
+        if not all(isinstance(c, Call) for c in self.calls):
+            raise InvalidTransaction("calls must be Call values")
+        object.__setattr__(self, "access_list", tuple(self.access_list))
         _check_uint(self.gas, "gas", 64)
         _check_uint(self.max_fee_per_gas, "maxFeePerGas", 128)
         _check_uint(self.max_priority_fee_per_gas, "maxPriorityFeePerGas", 128)
