@@ -26,7 +26,7 @@ from mppagent.tempo.hexutil import (
     normalize_address,
     normalize_bytes32,
 )
-from mppagent.tempo.tempo_chain import TempoSignedTransaction, sign_calls
+from mppagent.tempo.tempo_chain import OutgoingTempoTransaction, sign_calls
 from mppagent.tempo.tempotx import Call
 
 __all__ = [
@@ -283,7 +283,7 @@ class Escrow:
         fee_token: str | None = None,
         sponsored: bool = False,
         gas: int | None = None,
-    ) -> TempoSignedTransaction:
+    ) -> OutgoingTempoTransaction:
         """Sign ONE Tempo transaction: ``approve(escrow, deposit)`` then ``open`` (atomic).
 
         Fees are paid in ``fee_token`` (default: the channel's ``token``); with
@@ -303,7 +303,7 @@ class Escrow:
         fee_token: str | None = None,
         sponsored: bool = False,
         gas: int | None = None,
-    ) -> TempoSignedTransaction:
+    ) -> OutgoingTempoTransaction:
         """Sign ONE Tempo transaction: ``approve(escrow, amount)`` then ``topUp`` (atomic)."""
         _check_uint128(amount, "additionalDeposit")
         data = encode_top_up(channel_id, amount)
@@ -318,7 +318,7 @@ class Escrow:
         fee_token: str | None,
         sponsored: bool,
         gas: int | None,
-    ) -> TempoSignedTransaction:
+    ) -> OutgoingTempoTransaction:
         """One 0x76: ``approve(escrow, amount)`` on ``token``, then the escrow call ``data``."""
         calls = (Call(token, encode_approve(self.address, amount)), Call(self.address, data))
         return await sign_calls(

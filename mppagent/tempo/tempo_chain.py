@@ -9,10 +9,10 @@ Three things about Tempo nodes (and anvil's Tempo mode) shape this module:
 * A node may answer ``eth_sendRawTransaction`` before the receipt is visible:
   callers wait for the *receipt* (polled), never for a new block, which on an
   idle dev chain may never come.
-* Write-ahead: :func:`sign_calls` returns a :class:`TempoSignedTransaction`,
+* Write-ahead: :func:`sign_calls` returns a :class:`OutgoingTempoTransaction`,
   signed but unsent, so the caller can record it first. An expiring-nonce
   transaction can be resent with the same bytes until ``valid_before``; once
-  that has passed (:meth:`TempoSignedTransaction.expired`, judged by chain
+  that has passed (:meth:`OutgoingTempoTransaction.expired`, judged by chain
   time) it can never land, and :func:`outcome` tells whether it did.
 """
 
@@ -40,7 +40,7 @@ __all__ = [
     "PATH_USD",
     "SEND_MARGIN",
     "TIP20_ERRORS",
-    "TempoSignedTransaction",
+    "OutgoingTempoTransaction",
     "TxOutcome",
     "chain_now",
     "estimate_calls_gas",
@@ -84,7 +84,7 @@ TIP20_ERRORS = _errors(
 
 
 @dataclass(frozen=True, repr=False)
-class TempoSignedTransaction(SignedTransaction):
+class OutgoingTempoTransaction(SignedTransaction):
     """A signed ``0x76`` transaction: what to record before sending, and resend after.
 
     ``nonce`` is 0 and ``nonce_key`` is ``2**256 - 1`` for an expiring nonce.
@@ -100,7 +100,7 @@ class TempoSignedTransaction(SignedTransaction):
     handover: str | None = None
 
     @classmethod
-    def of(cls, signed: SignedTempoTransaction) -> TempoSignedTransaction:
+    def of(cls, signed: SignedTempoTransaction) -> OutgoingTempoTransaction:
         """Wrap a signed transaction from :mod:`mppagent.tempo.tempotx`."""
         return cls(
             raw=signed.raw_hex,
@@ -124,7 +124,7 @@ class TempoSignedTransaction(SignedTransaction):
 
     def __repr__(self) -> str:
         return (
-            f"TempoSignedTransaction(hash={self.hash!r}, sender={self.sender!r}, "
+            f"OutgoingTempoTransaction(hash={self.hash!r}, sender={self.sender!r}, "
             f"nonce_key={self.nonce_key:#x}, valid_before={self.valid_before})"
         )
 
@@ -183,7 +183,7 @@ async def sign_calls(
     nonce: int = 0,
     window: int = MAX_EXPIRING_WINDOW,
     valid_after: int | None = None,
-) -> TempoSignedTransaction:
+) -> OutgoingTempoTransaction:
     """Sign one ``0x76`` transaction batching ``calls``; returned unsent (write-ahead).
 
     Defaults to an expiring nonce valid ``window`` seconds from chain time,
@@ -220,12 +220,12 @@ async def sign_calls(
         fee_token=None if fee_token is None else normalize_address(fee_token, "feeToken"),
         sponsored=sponsored,
     )
-    return TempoSignedTransaction.of(tx.sign(wallet.private_key_hex))
+    return OutgoingTempoTransaction.of(tx.sign(wallet.private_key_hex))
 
 
 def sponsor(
     handover: str | bytes, fee_payer: Wallet, fee_token: str | None = None
-) -> TempoSignedTransaction:
+) -> OutgoingTempoTransaction:
     """Co-sign a sponsored transaction (its ``0x78`` hand-over or ``0x76`` placeholder form).
 
     The fee payer picks the fee token (default: the one the sender suggested,
@@ -233,11 +233,11 @@ def sponsor(
     """
     signed = decode_tempo_transaction(handover)
     token = fee_token or signed.tx.fee_token or PATH_USD
-    return TempoSignedTransaction.of(sign_as_fee_payer(signed, fee_payer.private_key_hex, token))
+    return OutgoingTempoTransaction.of(sign_as_fee_payer(signed, fee_payer.private_key_hex, token))
 
 
 async def send_tempo(
-    chain: ChainClient, tx: TempoSignedTransaction, *, context: str = "tempo transaction"
+    chain: ChainClient, tx: OutgoingTempoTransaction, *, context: str = "tempo transaction"
 ) -> dict[str, Any]:
     """Broadcast ``tx`` (idempotent: the same bytes again are harmless) and wait for its receipt.
 
@@ -256,7 +256,7 @@ async def send_tempo(
 
 
 async def _explain(
-    chain: ChainClient, tx: TempoSignedTransaction, context: str
+    chain: ChainClient, tx: OutgoingTempoTransaction, context: str
 ) -> ContractReverted:
     """Re-run a reverted transaction's calls on the state before its block to name the error."""
     chain.add_error_decoders(TIP20_ERRORS)
@@ -314,7 +314,7 @@ def _sim_calls(sender: str, calls: Sequence[Call]) -> list[dict[str, str]]:
     ]
 
 
-async def outcome(chain: ChainClient, tx: TempoSignedTransaction) -> TxOutcome:
+async def outcome(chain: ChainClient, tx: OutgoingTempoTransaction) -> TxOutcome:
     """Whether ``tx`` landed, may still land (resend it), or never will (sign anew).
 
     Reads the receipt first, then chain time: an expired transaction without

