@@ -248,7 +248,13 @@ class DevChain:
         try:
             if self.network == "tempo":
                 calls = [Call(self.token, encode_transfer(a, tokens)) for a in addresses]
-                tx = await sign_calls(client, self.deployer.wallet(), calls, fee_token=PATH_USD)
+                # The protocol nonce (key 0), not an expiring one: two identical fundings
+                # signed before a new block would be one transaction (same bytes) sent twice.
+                nonce = await client.transaction_count(self.deployer.address)
+                wallet = self.deployer.wallet()
+                tx = await sign_calls(
+                    client, wallet, calls, fee_token=PATH_USD, nonce_key=0, nonce=nonce
+                )
                 await send_tempo(client, tx, context="fund")
                 return
             token = Token(client, self.token)

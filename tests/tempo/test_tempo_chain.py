@@ -99,6 +99,18 @@ async def test_devchain_in_tempo_mode(tempo_chain: DevChain, client: ChainClient
     assert tempo_chain.env(tempo_chain.accounts[0])["MPPAGENT_FEE_TOKEN"] == PATH_USD
 
 
+async def test_funding_twice_alike_is_two_transfers(tempo_chain: DevChain) -> None:
+    """Funding one account twice with the same amount adds up (two transfers)."""
+    client = tempo_chain.client()
+    try:
+        account = tempo_chain.accounts[3]
+        await tempo_chain.fund(account.address, tokens=5)
+        await tempo_chain.fund(account.address, tokens=5)
+        assert await Token(client, PATH_USD).balance_of(account.address) == FUNDED + 10
+    finally:
+        await client.close()
+
+
 async def test_one_tempo_transaction_approves_and_opens(
     tempo_chain: DevChain, client: ChainClient
 ) -> None:
