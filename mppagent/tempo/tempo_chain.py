@@ -191,10 +191,11 @@ async def sign_calls(
     payer is asked to use; the sender does not sign over it). With another
     ``nonce_key`` the caller manages ``nonce`` (2D nonces; no expiry).
 
-    Two expiring-nonce transactions with the same calls signed in the same
-    second are the same transaction (same bytes, same hash): the chain runs it
-    once. That is the replay protection, not a bug -- distinct payments differ
-    in their calls (a channel's salt, an amount).
+    Two expiring-nonce transactions with the same calls, gas and fees, signed
+    at the same chain time (same ``validBefore``), are the same transaction
+    (same bytes, same hash): the chain runs it once. That is the replay
+    protection, not a bug -- distinct payments differ in their calls (a
+    channel's salt, an amount); repeated identical calls want a 2D nonce.
     """
     if not calls:
         raise ValueError("a Tempo transaction needs at least one call")
