@@ -19,12 +19,12 @@ from mppagent.tempo.channel_id import compute_channel_id, random_salt
 from mppagent.tempo.escrow import (
     Escrow,
     Token,
-    decode_payer_call,
     encode_approve,
     encode_open,
     encode_transfer,
 )
 from mppagent.tempo.hexutil import ZERO_ADDRESS, keccak
+from mppagent.tempo.payer_calls import expect_payer_calls
 from mppagent.tempo.tempo_chain import (
     PATH_USD,
     TxOutcome,
@@ -375,12 +375,11 @@ async def test_decodes_the_sdk_open_and_the_chain_accepts_our_fee_payer_signatur
     assert decoded.tx.valid_before is not None
     assert decoded.tx.valid_before - await chain_now(client) <= 25
     assert decoded.tx.gas == int(plain["gas"])
-    (approve, opened) = decoded.tx.calls
+    (approve, _) = decoded.tx.calls
     assert approve == Call(PATH_USD, encode_approve(tempo_chain.escrow, DEPOSIT))
-    assert opened.to == tempo_chain.escrow
-    call = decode_payer_call(opened.data)
-    assert call is not None
-    assert call.function == "open"
+    call = expect_payer_calls(
+        decoded.tx.calls, action="open", escrow=tempo_chain.escrow, currency=PATH_USD
+    )
     assert call.args["payee"] == payee.address.lower()
     assert call.args["deposit"] == DEPOSIT
 
