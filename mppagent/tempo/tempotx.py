@@ -165,7 +165,8 @@ class TempoTransaction:
         """The exact bytes the sender's signature hashes (``0x76 || rlp(...)``).
 
         Under sponsorship this carries the placeholder and no fee token. v2's
-        ``expiringNonceHash`` is ``keccak256(signing_payload || sender)``.
+        ``expiringNonceHash`` is ``keccak256(signing_payload || sender)``
+        (``mppagent.tempo.v2.expiring_nonce_hash``).
         """
         slot, token = (_PLACEHOLDER, b"") if self.sponsored else (b"", _token(self.fee_token))
         return _envelope(TEMPO_TX_TYPE, self._fields(token, slot))
@@ -265,10 +266,6 @@ class SignedTempoTransaction:
         sender = bytes.fromhex(self.sender[2:])
         fields = [*self.tx._fields(b"", sender), self.sender_signature]
         return _envelope(FEE_PAYER_TYPE, fields)
-
-    def expiring_nonce_hash(self) -> bytes:
-        """``keccak256(signing_payload || sender)``: the replay key of an expiring nonce."""
-        return keccak(self.tx.signing_payload() + bytes.fromhex(self.sender[2:]))
 
 
 def sign_as_fee_payer(

@@ -215,14 +215,8 @@ def test_sdk_decodes_what_we_sign() -> None:
         assert (ref.get("feePayerSignature") is not None) == signed.tx.sponsored
 
 
-def test_expiring_nonce_hash_and_window() -> None:
-    signed = _tx("expiring").sign(SENDER_KEY)
-    from mppagent.tempo.hexutil import keccak
-
-    assert signed.expiring_nonce_hash() == keccak(
-        signed.tx.signing_payload() + bytes.fromhex(signed.sender[2:])
-    )
-    assert signed.tx.valid_before == 1_800_000_025
+def test_expiring_window() -> None:
+    assert _tx("expiring").sign(SENDER_KEY).tx.valid_before == 1_800_000_025
     assert expiring_valid_before(100) == 125
     with pytest.raises(ValueError, match="expiring window"):
         expiring_valid_before(100, window=26)
