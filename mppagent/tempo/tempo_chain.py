@@ -33,6 +33,7 @@ from mppagent.tempo.tempotx import (
     SignedTempoTransaction,
     TempoTransaction,
     decode_tempo_transaction,
+    expiring_valid_before,
     sign_as_fee_payer,
 )
 
@@ -204,9 +205,7 @@ async def sign_calls(
     max_fee, tip = await chain.fee_caps()
     valid_before = None
     if nonce_key == EXPIRING_NONCE_KEY:
-        if not 0 < window <= MAX_EXPIRING_WINDOW:
-            raise ValueError(f"expiring window must be 1..{MAX_EXPIRING_WINDOW} seconds")
-        valid_before = await chain_now(chain) + window
+        valid_before = expiring_valid_before(await chain_now(chain), window)
         nonce = 0
     tx = TempoTransaction(
         chain_id=await chain.chain_id(),
