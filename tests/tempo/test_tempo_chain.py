@@ -36,7 +36,7 @@ from mppagent.tempo.tempo_chain import (
     sponsor,
 )
 from mppagent.tempo.tempotx import EXPIRING_NONCE_KEY, Call, decode_tempo_transaction
-from tests.tempo.node import run_node
+from tests.interop.driver import run_node
 
 pytestmark = pytest.mark.chain
 

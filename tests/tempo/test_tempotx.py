@@ -27,7 +27,7 @@ from mppagent.tempo.tempotx import (
     sign_as_fee_payer,
 )
 from mppagent.tempo.transactions import InvalidTransaction
-from tests.tempo.node import run_node
+from tests.interop.driver import run_node
 
 SENDER_KEY = "0x" + "11" * 32
 FEE_PAYER_KEY = "0x" + "22" * 32

@@ -1,4 +1,7 @@
-"""Run a Node driver from ``tests/interop/node/`` (the reference SDK, from node_modules)."""
+"""Run a Node driver from ``tests/interop/node/`` (the reference SDK, from node_modules).
+
+Shared by the interop tests: each driver reads one JSON object on stdin and answers one.
+"""
 
 from __future__ import annotations
 
