@@ -2,9 +2,19 @@
 
 :meth:`DevChain.start` runs anvil on 127.0.0.1 with port 0 and reads the
 port anvil actually bound from its output (no port races between parallel
-runs), deploys the test token and the escrow from the artifacts shipped in
-the package, and funds fresh random accounts with gas and tokens.
-:meth:`DevChain.stop` ends anvil and its process group.
+runs), deploys the escrow from the artifacts shipped in the package, and
+funds fresh random accounts. :meth:`DevChain.stop` ends anvil and its
+process group. Two networks:
+
+* ``"evm"`` -- plain anvil; our ERC-20 test token is the session currency and
+  accounts are funded by minting it.
+* ``"tempo"`` -- ``anvil --network tempo --hardfork T4`` (T4: at the default
+  fork a second expiring-nonce transaction from one account is dropped).
+  pathUSD (predeployed TIP-20) is the session currency and the fee token.
+  ``mint`` reverts there, so accounts are funded by ``transfer`` from anvil's
+  first dev account (which holds 2^64-1 of each stablecoin), in one ``0x76``
+  transaction; they also get a native balance, which anvil's pool demands of
+  EIP-1559 senders even though their fees are paid in pathUSD.
 
 anvil is looked up in ``$MPPAGENT_ANVIL``, then in ``node_modules/.bin`` of
 the project checkout (``scripts/setup`` installs it from npm), then on PATH.
@@ -23,21 +33,29 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import httpx
 
 from mppagent.errors import ChainError, ConfigError
 from mppagent.tempo.artifacts import load_artifact
 from mppagent.tempo.chain import ChainClient, Wallet
-from mppagent.tempo.escrow import Escrow, Token
+from mppagent.tempo.escrow import Escrow, Token, encode_transfer
 from mppagent.tempo.hexutil import checksum_address
+from mppagent.tempo.tempo_chain import PATH_USD, send_tempo, sign_calls
+from mppagent.tempo.tempotx import Call
 from mppagent.tempo.voucher import VoucherSigner
 
-__all__ = ["DevAccount", "DevChain", "find_tool"]
+__all__ = ["DevAccount", "DevChain", "Network", "find_tool"]
 
 _LISTENING = re.compile(rb"Listening on (127\.0\.0\.1|\[?::1\]?|localhost|0\.0\.0\.0):(\d+)")
 _ETH = 10**18
+
+Network = Literal["evm", "tempo"]
+TEMPO_HARDFORK = "T4"
+# anvil's first dev account (the well-known "test test ... junk" mnemonic): on a
+# Tempo-mode chain it holds the predeployed stablecoins and pays for deployment.
+_ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 
 
 @dataclass(frozen=True)
@@ -90,6 +108,7 @@ class DevChain:
         escrow: str,
         deployer: DevAccount,
         accounts: list[DevAccount],
+        network: Network = "evm",
     ) -> None:
         self._process = process
         self._log_path = log_path
@@ -99,7 +118,13 @@ class DevChain:
         self.escrow = escrow
         self.deployer = deployer
         self.accounts = accounts
+        self.network: Network = network
         self._http = httpx.AsyncClient(timeout=10.0)
+
+    @property
+    def fee_token(self) -> str | None:
+        """The token Tempo transactions pay fees in (pathUSD), ``None`` on a plain EVM chain."""
+        return PATH_USD if self.network == "tempo" else None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -112,17 +137,19 @@ class DevChain:
         chain_id: int = 31337,
         block_time: int | None = None,
         startup_timeout: float = 30.0,
+        network: Network = "evm",
     ) -> DevChain:
         """Start anvil, deploy the contracts and fund ``accounts`` fresh accounts."""
-        process, log_path = _spawn_anvil(chain_id, block_time)
+        if network not in ("evm", "tempo"):
+            raise ConfigError(f"unknown dev-chain network {network!r} (evm or tempo)")
+        process, log_path = _spawn_anvil(chain_id, block_time, network)
         try:
             port = await _wait_for_port(process, log_path, within=startup_timeout)
             rpc_url = f"http://127.0.0.1:{port}"
-            chain = await cls._deploy(process, log_path, rpc_url, chain_id)
-            for _ in range(accounts):
-                account = DevAccount.generate()
-                await chain.fund(account.address, tokens=tokens_per_account)
-                chain.accounts.append(account)
+            chain = await cls._deploy(process, log_path, rpc_url, chain_id, network)
+            fresh = [DevAccount.generate() for _ in range(accounts)]
+            await chain.fund_many([a.address for a in fresh], tokens=tokens_per_account)
+            chain.accounts.extend(fresh)
         except BaseException:
             _kill(process)
             _remove(log_path)
@@ -131,16 +158,35 @@ class DevChain:
 
     @classmethod
     async def _deploy(
-        cls, process: subprocess.Popen[bytes], log_path: Path, rpc_url: str, chain_id: int
+        cls,
+        process: subprocess.Popen[bytes],
+        log_path: Path,
+        rpc_url: str,
+        chain_id: int,
+        network: Network,
     ) -> DevChain:
-        deployer = DevAccount.generate()
-        async with httpx.AsyncClient(timeout=10.0) as http:
-            await _rpc(http, rpc_url, "anvil_setBalance", [deployer.address, hex(1_000 * _ETH)])
+        """Deploy the contracts; on Tempo the escrow only, pathUSD being the currency.
+
+        EVM: a fresh deployer with a native balance deploys the test token and the
+        escrow. Tempo: anvil's funded dev account deploys the escrow with an ordinary
+        EIP-1559 transaction (fee paid in pathUSD); at T4 that needs about 18 M gas,
+        within anvil's 30 M block limit.
+        """
+        if network == "tempo":
+            deployer = DevAccount(
+                address=Wallet(_ANVIL_DEV_KEY).address, private_key=_ANVIL_DEV_KEY
+            )
+            names: tuple[str, ...] = ("TempoStreamChannel",)
+        else:
+            deployer = DevAccount.generate()
+            names = ("TestToken", "TempoStreamChannel")
+            async with httpx.AsyncClient(timeout=10.0) as http:
+                await _rpc(http, rpc_url, "anvil_setBalance", [deployer.address, hex(1_000 * _ETH)])
         client = ChainClient(rpc_url)
         try:
             wallet = deployer.wallet()
             addresses = []
-            for name in ("TestToken", "TempoStreamChannel"):
+            for name in names:
                 tx = await client.sign_deploy(wallet, load_artifact(name).bytecode, context=name)
                 receipt = await client.send_and_wait(tx, context=f"deploy {name}")
                 addresses.append(str(receipt["contractAddress"]).lower())
@@ -151,10 +197,11 @@ class DevChain:
             log_path=log_path,
             rpc_url=rpc_url,
             chain_id=chain_id,
-            token=addresses[0],
-            escrow=addresses[1],
+            token=PATH_USD if network == "tempo" else addresses[0],
+            escrow=addresses[-1],
             deployer=deployer,
             accounts=[],
+            network=network,
         )
 
     async def stop(self) -> None:
@@ -185,16 +232,37 @@ class DevChain:
         return await _rpc(self._http, self.rpc_url, method, params or [])
 
     async def fund(self, address: str, *, eth: int = 100 * _ETH, tokens: int = 0) -> None:
-        """Give ``address`` gas money and (by minting) test tokens."""
-        await self.rpc("anvil_setBalance", [checksum_address(address), hex(eth)])
-        if tokens:
-            client = self.client()
-            try:
-                token = Token(client, self.token)
-                tx = await token.sign_mint(self.deployer.wallet(), address, tokens)
-                await client.send_and_wait(tx, context="mint")
-            finally:
-                await client.close()
+        """Give ``address`` a native balance and ``tokens`` of the session currency."""
+        await self.fund_many([address], eth=eth, tokens=tokens)
+
+    async def fund_many(
+        self, addresses: list[str], *, eth: int = 100 * _ETH, tokens: int = 0
+    ) -> None:
+        """Fund several accounts: native balance, then tokens (EVM: mint each; Tempo: one
+        ``0x76`` transaction of ``transfer`` calls from the dev account)."""
+        for address in addresses:
+            await self.rpc("anvil_setBalance", [checksum_address(address), hex(eth)])
+        if not tokens or not addresses:
+            return
+        client = self.client()
+        try:
+            if self.network == "tempo":
+                calls = [Call(self.token, encode_transfer(a, tokens)) for a in addresses]
+                # The protocol nonce (key 0), not an expiring one: two identical fundings
+                # signed before a new block would be one transaction (same bytes) sent twice.
+                nonce = await client.transaction_count(self.deployer.address)
+                wallet = self.deployer.wallet()
+                tx = await sign_calls(
+                    client, wallet, calls, fee_token=PATH_USD, nonce_key=0, nonce=nonce
+                )
+                await send_tempo(client, tx, context="fund")
+                return
+            token = Token(client, self.token)
+            for address in addresses:
+                mint = await token.sign_mint(self.deployer.wallet(), address, tokens)
+                await client.send_and_wait(mint, context="mint")
+        finally:
+            await client.close()
 
     async def snapshot(self) -> str:
         """``evm_snapshot``: a state id to :meth:`revert` to."""
@@ -217,12 +285,32 @@ class DevChain:
 
     def env(self, account: DevAccount) -> dict[str, str]:
         """Environment variables that point mppagent at this chain as ``account``."""
-        return {
+        env = {
             "MPPAGENT_RPC_URL": self.rpc_url,
             "MPPAGENT_PRIVATE_KEY": account.private_key,
             "MPPAGENT_CHAIN_ID": str(self.chain_id),
             "MPPAGENT_ESCROW": self.escrow,
             "MPPAGENT_TOKEN": self.token,
+        }
+        if self.fee_token is not None:
+            env["MPPAGENT_FEE_TOKEN"] = self.fee_token
+        return env
+
+    def describe(self) -> dict[str, Any]:
+        """The chain as one JSON-able object (``mppagent devnet --json``), keys included.
+
+        Dev-chain keys only: they guard nothing of value.
+        """
+        return {
+            "network": self.network,
+            "rpc_url": self.rpc_url,
+            "chain_id": self.chain_id,
+            "currency": self.token,
+            "fee_token": self.fee_token,
+            "escrow": self.escrow,
+            "accounts": [
+                {"address": a.address.lower(), "private_key": a.private_key} for a in self.accounts
+            ],
         }
 
 
@@ -239,7 +327,9 @@ async def _rpc(http: httpx.AsyncClient, url: str, method: str, params: list[Any]
     return body.get("result")
 
 
-def _spawn_anvil(chain_id: int, block_time: int | None) -> tuple[subprocess.Popen[bytes], Path]:
+def _spawn_anvil(
+    chain_id: int, block_time: int | None, network: Network = "evm"
+) -> tuple[subprocess.Popen[bytes], Path]:
     """Start anvil with its output going to a temporary log file.
 
     A file rather than a pipe: anvil logs every RPC call, and an undrained
@@ -249,6 +339,8 @@ def _spawn_anvil(chain_id: int, block_time: int | None) -> tuple[subprocess.Pope
     args = [anvil, "--host", "127.0.0.1", "--port", "0", "--chain-id", str(chain_id)]
     if block_time:
         args += ["--block-time", str(block_time)]
+    if network == "tempo":
+        args += ["--network", "tempo", "--hardfork", TEMPO_HARDFORK]
     with tempfile.NamedTemporaryFile(
         prefix="mppagent-anvil-", suffix=".log", delete=False
     ) as log_file:

@@ -107,3 +107,23 @@ async def make_agent(
     yield make
     for agent in agents:
         await agent.aclose()
+
+
+@pytest.fixture(scope="session")
+async def tempo_devchain() -> AsyncIterator[DevChain]:
+    """anvil in Tempo mode (T4): pathUSD as currency and fee token, our escrow, 6 accounts."""
+    chain = await DevChain.start(accounts=6, network="tempo")
+    try:
+        yield chain
+    finally:
+        await chain.stop()
+
+
+@pytest.fixture
+async def tempo_chain(tempo_devchain: DevChain) -> AsyncIterator[DevChain]:
+    """The session Tempo devchain, snapshotted before and reverted after the test."""
+    snapshot = await tempo_devchain.snapshot()
+    try:
+        yield tempo_devchain
+    finally:
+        await tempo_devchain.revert(snapshot)

@@ -99,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--test-mode", action="store_true", help="allow X-Mpp-Fault headers")
     serve.add_argument("--state", help="SQLite file for the server's books")
 
-    sub.add_parser("devnet", parents=[common], help="run anvil with the contracts deployed")
+    devnet = sub.add_parser(
+        "devnet", parents=[common], help="run anvil with the contracts deployed"
+    )
+    devnet.add_argument("--chain", choices=["evm", "tempo"], default="evm", help="anvil mode")
     sub.add_parser("providers", parents=[common], help="list provider profiles")
     return parser
 

@@ -22,14 +22,14 @@ async def _forever() -> None:
     await asyncio.Event().wait()
 
 
-async def run_devnet(_args: argparse.Namespace, out: Output) -> int:
+async def run_devnet(args: argparse.Namespace, out: Output) -> int:
     """Start anvil with the contracts deployed, print the environment, wait for Ctrl-C."""
-    chain = await DevChain.start(accounts=2)
+    chain = await DevChain.start(accounts=2, network=args.chain)
     try:
         payee, payer = chain.accounts
         env = chain.env(payer)
         env["MPPAGENT_PAYEE_KEY"] = payee.private_key
-        out.emit("devnet", **env, payee=payee.address, payer=payer.address)
+        out.emit("devnet", **env, payee=payee.address, payer=payer.address, **chain.describe())
         out.say(
             f"anvil {chain.rpc_url} (chain {chain.chain_id}); escrow {chain.escrow}; "
             f"token {chain.token}"

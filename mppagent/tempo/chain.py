@@ -28,6 +28,7 @@ from eth_typing import ChecksumAddress, HexAddress, HexStr
 from web3 import AsyncWeb3
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception, Web3RPCError
 from web3.providers import AsyncHTTPProvider
+from web3.types import RPCEndpoint
 
 from mppagent.errors import ChainError
 from mppagent.tempo.hexutil import checksum_address, normalize_address
@@ -207,6 +208,19 @@ class ChainClient:
 
         return await self._rpc(go, context or "eth_call")
 
+    async def request(self, method: str, params: Sequence[Any]) -> Any:
+        """Raw JSON-RPC for methods web3 does not wrap (``eth_simulateV1``), errors typed."""
+
+        async def go() -> Any:
+            response = await self.w3.provider.make_request(RPCEndpoint(method), list(params))
+            error = response.get("error")
+            if error:
+                message = error.get("message", error) if isinstance(error, Mapping) else error
+                raise TransactionFailed(f"{method}: {_short(str(message))}")
+            return response.get("result")
+
+        return await self._rpc(go, method)
+
     async def get_code(self, address: str) -> bytes:
         """Runtime bytecode at ``address`` (empty for an account without code)."""
         target = ChecksumAddress(HexAddress(HexStr(checksum_address(address))))
@@ -377,6 +391,23 @@ class ChainClient:
             self.nonces.set_handed_out_nonce(key, chain_id, on_chain + 1)
             return on_chain
 
+    async def fee_caps(self) -> tuple[int, int]:
+        """``(maxFeePerGas, maxPriorityFeePerGas)`` for a transaction signed now."""
+        fees = await self._fees()
+        return fees["maxFeePerGas"], fees["maxPriorityFeePerGas"]
+
+    def revert_error(self, data: str, context: str) -> ContractReverted:
+        """Name the custom error in revert ``data`` (0x-hex) with the known decoders."""
+        raw = _hex_bytes(data)
+        if len(raw) >= 4 and raw[:4] in self._errors:
+            name, types = self._errors[raw[:4]]
+            try:
+                args = list(abi_decode(types, raw[4:])) if types else []
+            except Exception:
+                args = []
+            return ContractReverted(name, [_plain(a) for a in args], context)
+        return ContractReverted("unknown", context=context)
+
     async def _fees(self) -> dict[str, int]:
         block = await self._rpc(lambda: self.w3.eth.get_block("latest"), "eth_getBlockByNumber")
         base = int(block.get("baseFeePerGas", 0) or 0)
@@ -393,20 +424,16 @@ class ChainClient:
             await self.w3.eth.call(call, int(receipt["blockNumber"]) - 1)  # type: ignore[arg-type]
         except (ContractCustomError, ContractLogicError) as exc:
             return self._decode_revert(exc, context)
-        except (TimeoutError, Web3Exception, aiohttp.ClientError, OSError):
+        except (TimeoutError, Web3Exception, aiohttp.ClientError, OSError, KeyError):
+            # KeyError: a Tempo (0x76) transaction has calls, not one to/input.
             pass
         return ContractReverted("unknown", context=context or tx_hash)
 
     def _decode_revert(self, exc: Exception, context: str) -> ContractReverted:
         data = getattr(exc, "data", None)
-        raw = _hex_bytes(data) if isinstance(data, str) else b""
-        if len(raw) >= 4 and raw[:4] in self._errors:
-            name, types = self._errors[raw[:4]]
-            try:
-                args = list(abi_decode(types, raw[4:])) if types else []
-            except Exception:
-                args = []
-            return ContractReverted(name, [_plain(a) for a in args], context)
+        named = self.revert_error(data if isinstance(data, str) else "0x", context)
+        if named.error_name != "unknown":
+            return named
         message = getattr(exc, "message", None) or str(exc)
         return ContractReverted(_short(str(message)) or "unknown", context=context)
 

@@ -26,6 +26,8 @@ from mppagent.tempo.hexutil import (
     normalize_address,
     normalize_bytes32,
 )
+from mppagent.tempo.tempo_chain import OutgoingTempoTransaction, sign_calls
+from mppagent.tempo.tempotx import Call
 
 __all__ = [
     "ChannelState",
@@ -34,8 +36,10 @@ __all__ = [
     "EscrowEvent",
     "Token",
     "decode_payer_call",
+    "encode_approve",
     "encode_open",
     "encode_top_up",
+    "encode_transfer",
 ]
 
 _UINT128_MAX = (1 << 128) - 1
@@ -166,9 +170,7 @@ class Token:
 
     async def sign_approve(self, wallet: Wallet, spender: str, amount: int) -> SignedTransaction:
         """Sign ``approve(spender, amount)``."""
-        data = _SEL["approve"] + abi_encode(
-            ["address", "uint256"], [checksum_address(spender), amount]
-        )
+        data = encode_approve(spender, amount)
         return await self.chain.sign_call(wallet, self.address, data, context="approve")
 
     async def sign_mint(self, wallet: Wallet, to: str, amount: int) -> SignedTransaction:
@@ -269,6 +271,60 @@ class Escrow:
         data = encode_top_up(channel_id, amount)
         return await self.chain.sign_call(wallet, self.address, data, context="topUp", gas=gas)
 
+    async def sign_open_tempo(
+        self,
+        wallet: Wallet,
+        *,
+        payee: str,
+        token: str,
+        deposit: int,
+        salt: str,
+        authorized_signer: str = ZERO_ADDRESS,
+        fee_token: str | None = None,
+        sponsored: bool = False,
+        gas: int | None = None,
+    ) -> OutgoingTempoTransaction:
+        """Sign ONE Tempo transaction: ``approve(escrow, deposit)`` then ``open`` (atomic).
+
+        Fees are paid in ``fee_token`` (default: the channel's ``token``); with
+        ``sponsored`` the sender signs for a fee payer (see ``tempo_chain.sponsor``).
+        """
+        _check_uint128(deposit, "deposit")
+        data = encode_open(payee, token, deposit, salt, authorized_signer)
+        return await self._sign_approved(wallet, token, deposit, data, fee_token, sponsored, gas)
+
+    async def sign_top_up_tempo(
+        self,
+        wallet: Wallet,
+        channel_id: str,
+        amount: int,
+        *,
+        token: str,
+        fee_token: str | None = None,
+        sponsored: bool = False,
+        gas: int | None = None,
+    ) -> OutgoingTempoTransaction:
+        """Sign ONE Tempo transaction: ``approve(escrow, amount)`` then ``topUp`` (atomic)."""
+        _check_uint128(amount, "additionalDeposit")
+        data = encode_top_up(channel_id, amount)
+        return await self._sign_approved(wallet, token, amount, data, fee_token, sponsored, gas)
+
+    async def _sign_approved(
+        self,
+        wallet: Wallet,
+        token: str,
+        amount: int,
+        data: bytes,
+        fee_token: str | None,
+        sponsored: bool,
+        gas: int | None,
+    ) -> OutgoingTempoTransaction:
+        """One 0x76: ``approve(escrow, amount)`` on ``token``, then the escrow call ``data``."""
+        calls = (Call(token, encode_approve(self.address, amount)), Call(self.address, data))
+        return await sign_calls(
+            self.chain, wallet, calls, fee_token=fee_token or token, sponsored=sponsored, gas=gas
+        )
+
     async def sign_request_close(self, wallet: Wallet, channel_id: str) -> SignedTransaction:
         """Sign ``requestClose`` (starts the forced-close grace period)."""
         data = _SEL["requestClose"] + bytes.fromhex(normalize_bytes32(channel_id)[2:])
@@ -339,6 +395,16 @@ def encode_open(payee: str, token: str, deposit: int, salt: str, authorized_sign
             checksum_address(authorized_signer),
         ],
     )
+
+
+def encode_approve(spender: str, amount: int) -> bytes:
+    """Calldata of the token's ``approve(spender, amount)``."""
+    return _SEL["approve"] + abi_encode(["address", "uint256"], [checksum_address(spender), amount])
+
+
+def encode_transfer(to: str, amount: int) -> bytes:
+    """Calldata of the token's ``transfer(to, amount)`` (dev-chain funding)."""
+    return _SEL["transfer"] + abi_encode(["address", "uint256"], [checksum_address(to), amount])
 
 
 def encode_top_up(channel_id: str, amount: int) -> bytes:

@@ -20,7 +20,12 @@ from hexbytes import HexBytes
 from mppagent.errors import ProtocolError
 from mppagent.tempo.hexutil import keccak
 
-__all__ = ["DecodedTransaction", "InvalidTransaction", "decode_signed_transaction"]
+__all__ = [
+    "DecodedTransaction",
+    "InvalidTransaction",
+    "decode_signed_transaction",
+    "transaction_bytes",
+]
 
 _MAX_TX_BYTES = 128 * 1024
 
@@ -42,16 +47,25 @@ class DecodedTransaction:
     chain_id: int | None
 
 
-def decode_signed_transaction(raw_hex: str) -> DecodedTransaction:
-    """Decode and recover the sender of a signed transaction given as 0x-hex."""
-    if not isinstance(raw_hex, str) or not raw_hex.startswith("0x"):
+def transaction_bytes(raw: bytes | str) -> bytes:
+    """The bytes of a transaction given as 0x-hex (or bytes), within a sane size."""
+    if isinstance(raw, str):
+        if not raw.startswith("0x"):
+            raise InvalidTransaction("transaction must be 0x-prefixed hex")
+        try:
+            raw = bytes.fromhex(raw[2:])
+        except ValueError:
+            raise InvalidTransaction("transaction is not hex") from None
+    if not isinstance(raw, bytes):
         raise InvalidTransaction("transaction must be 0x-prefixed hex")
-    try:
-        raw = bytes.fromhex(raw_hex[2:])
-    except ValueError:
-        raise InvalidTransaction("transaction is not hex") from None
     if not raw or len(raw) > _MAX_TX_BYTES:
         raise InvalidTransaction("transaction is empty or too large")
+    return raw
+
+
+def decode_signed_transaction(raw_hex: str) -> DecodedTransaction:
+    """Decode and recover the sender of a signed transaction given as 0x-hex."""
+    raw = transaction_bytes(raw_hex)
     try:
         sender = str(Account.recover_transaction(raw)).lower()
         if raw[0] <= 0x7F:  # typed transaction envelope (EIP-2718)

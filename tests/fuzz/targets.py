@@ -91,6 +91,7 @@ from mppagent.tempo.schemas import (
     parse_payload,
 )
 from mppagent.transport.sse import EventTooLarge, SSEEvent, SSEParser
+from tests.fuzz.tempo_tx import check_tempo_tx, tempo_tx_input
 
 __all__ = ["BUFFER_BYTES", "TARGETS", "Outcome", "Source", "Target", "run_target"]
 
@@ -1575,6 +1576,14 @@ TARGETS: dict[str, Target] = {
             "accepted models are normalised and round-trip through to_wire",
             tempo_model_case,
             check_tempo_model,
+        ),
+        Target(
+            "tempo_tx",
+            "tempo.tempotx.decode_tempo_transaction",
+            "signed 0x76 / 0x78 bytes, mutated: raises only InvalidTransaction; what is "
+            "accepted re-encodes to exactly the input and decodes equal again",
+            tempo_tx_input,
+            check_tempo_tx,
         ),
         Target(
             "sse",
