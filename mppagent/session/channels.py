@@ -11,6 +11,8 @@ through :mod:`~mppagent.session.signing` with a gate authorization.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mppagent.session.closing import (
     CloseNotReady,
     CloseResult,
@@ -52,7 +54,7 @@ class ChannelManager:
         chain: ChainClient,
         store: ChannelStore,
         policy: SpendPolicy,
-        backend: SessionBackend | None = None,
+        backends: Sequence[SessionBackend] | None = None,
         delegate_signer: bool = False,
         lease_ttl: float = 300.0,
         pool_wait: float = 30.0,
@@ -64,7 +66,7 @@ class ChannelManager:
             chain=chain,
             store=store,
             policy=policy,
-            backend=backend or V1Backend(chain),
+            backends={b.protocol: b for b in (backends or [V1Backend(chain)])},
             owner=new_owner_id(),
             lease_ttl=lease_ttl,
             pool_wait=pool_wait,
@@ -123,7 +125,7 @@ class ChannelManager:
 
     def escrow(self, address: str) -> Escrow:
         """The v1 :class:`Escrow` client for ``address`` (v1 backends only)."""
-        backend = self.ctx.backend
+        backend = self.ctx.backends.get("v1")
         if not isinstance(backend, V1Backend):
             raise TypeError("escrow() is a v1 helper")
         return backend.escrow(address)
@@ -176,7 +178,7 @@ class ChannelManager:
     def voucher_payload(self, record: ChannelRecord, auth: Authorization) -> VoucherPayload:
         """A ``voucher`` payload for a gate-authorized amount (signed and recorded first)."""
         voucher = sign_voucher(self.ctx, record, auth)
-        return self.ctx.backend.voucher_payload(
+        return self.ctx.backend_for(record).voucher_payload(
             record.channel_id, voucher.cumulative_amount, voucher.signature
         )
 

@@ -145,7 +145,7 @@ class Closing:
             )
             signature = sign_close_voucher(ctx, record, auth)
             ctx.store.apply(record.channel_id, Event.CLOSE_STARTED)
-            payload = ctx.backend.close_payload(record.channel_id, amount, signature)
+            payload = ctx.backend_for(record).close_payload(record.channel_id, amount, signature)
             try:
                 receipt = await sender.send_close(record.url, offer, payload)
             except VerificationFailedProblem as problem:
@@ -173,7 +173,9 @@ class Closing:
         if receipt.channel_id != record.channel_id:
             raise ServerMisbehaviour("close_receipt", "the close receipt names another channel")
         tx_receipt = await ctx.chain.wait(receipt.tx_hash, context="close")
-        closed = ctx.backend.closed_amounts(record.scope.escrow, record.channel_id, tx_receipt)
+        closed = ctx.backend_for(record).closed_amounts(
+            record.scope.escrow, record.channel_id, tx_receipt
+        )
         if closed is None:
             raise ServerMisbehaviour("close_tx", f"{receipt.tx_hash} did not close our channel")
         state = await self.recovery.read(record)
@@ -202,7 +204,7 @@ class Closing:
         record = self.recovery.require(channel_id)
         await ctx.begin_funding(record.channel_id, record.scope.chain_id)
         try:
-            tx = await ctx.backend.sign_request_close(
+            tx = await ctx.backend_for(record).sign_request_close(
                 ctx.wallet, record.scope.escrow, record.channel_id
             )
             op = ctx.record_tx(record, OperationKind.REQUEST_CLOSE, 0, tx)
@@ -221,19 +223,23 @@ class Closing:
             raise ChainError(f"channel {channel_id} is already closed")
         if not state.close_requested_at:
             raise ChainError(f"channel {channel_id} has no close request; call request_close first")
-        grace = await ctx.backend.close_grace_period(record.scope.escrow)
+        grace = await ctx.backend_for(record).close_grace_period(record.scope.escrow)
         now = await ctx.chain.block_timestamp()
         ready_at = state.close_requested_at + grace + ctx.withdraw_margin
         if now < ready_at:
             raise CloseNotReady(channel_id, ready_at - now)
         await ctx.begin_funding(record.channel_id, record.scope.chain_id)
         try:
-            tx = await ctx.backend.sign_withdraw(ctx.wallet, record.scope.escrow, record.channel_id)
+            tx = await ctx.backend_for(record).sign_withdraw(
+                ctx.wallet, record.scope.escrow, record.channel_id
+            )
             op = ctx.record_tx(record, OperationKind.WITHDRAW, state.deposit - state.settled, tx)
             receipt = await self._send(op.op_id, tx, event=Event.FINALIZED, settled=state.settled)
         finally:
             ctx.end_funding(record.channel_id)
-        closed = ctx.backend.closed_amounts(record.scope.escrow, record.channel_id, receipt)
+        closed = ctx.backend_for(record).closed_amounts(
+            record.scope.escrow, record.channel_id, receipt
+        )
         return ForcedCloseResult(record.channel_id, tx.hash, closed.refunded if closed else 0)
 
     async def _send(

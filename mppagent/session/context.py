@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mppagent.errors import StoreError
+from mppagent.errors import PolicyViolation, StoreError
 from mppagent.session.policy import SpendPolicy
 from mppagent.session.store import ChannelRecord, ChannelStore, Operation, OperationKind
 from mppagent.tempo.backend import ChannelTerms, SessionBackend
@@ -31,7 +32,7 @@ class SessionContext:
     chain: ChainClient
     store: ChannelStore
     policy: SpendPolicy
-    backend: SessionBackend
+    backends: Mapping[str, SessionBackend]
     owner: str
     lease_ttl: float = 300.0
     pool_wait: float = 30.0
@@ -44,6 +45,21 @@ class SessionContext:
 
     def __post_init__(self) -> None:
         self.main_signer = VoucherSigner(self.wallet.private_key_hex)
+
+    def backend(self, protocol: str) -> SessionBackend:
+        """The backend of a session protocol, or a refusal naming it."""
+        backend = self.backends.get(protocol)
+        if backend is None:
+            known = ", ".join(sorted(self.backends))
+            raise PolicyViolation(
+                "session_protocol",
+                f"session protocol {protocol!r} is not one this agent speaks ({known})",
+            )
+        return backend
+
+    def backend_for(self, record: ChannelRecord) -> SessionBackend:
+        """The backend of the protocol ``record`` was opened in."""
+        return self.backend(record.protocol)
 
     def signer_for(self, record: ChannelRecord) -> VoucherSigner:
         """The key that signs this channel's vouchers (delegate or main key)."""
@@ -112,4 +128,5 @@ def terms_of(record: ChannelRecord) -> ChannelTerms:
         chain_id=scope.chain_id,
         salt=record.salt,
         authorized_signer=record.authorized_signer,
+        descriptor=record.descriptor,
     )

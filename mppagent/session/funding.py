@@ -51,7 +51,7 @@ class Funding:
         terms = terms_of(record)
         await ctx.begin_funding(record.channel_id, record.scope.chain_id)
         try:
-            plan = await ctx.backend.plan_open(
+            plan = checkout.plan or await ctx.backend_for(record).plan_open(
                 ctx.wallet, terms, record.deposit, self._prior_sender(record)
             )
         except BaseException:
@@ -64,7 +64,7 @@ class Funding:
             raise
         op = ctx.record_tx(record, OperationKind.OPEN, record.deposit, plan.main)
         voucher = sign_voucher(ctx, record, initial)
-        payload = ctx.backend.open_payload(
+        payload = ctx.backend_for(record).open_payload(
             terms, record.channel_id, plan.main, voucher.cumulative_amount, voucher.signature
         )
         log.info("channel.open.signed", channel=record.channel_id, deposit=record.deposit)
@@ -133,7 +133,7 @@ class Funding:
             )
         await ctx.begin_funding(record.channel_id, record.scope.chain_id)
         try:
-            plan = await ctx.backend.plan_top_up(
+            plan = await ctx.backend_for(record).plan_top_up(
                 ctx.wallet, terms_of(record), record.channel_id, amount, self._prior_sender(record)
             )
         except BaseException:
@@ -141,7 +141,7 @@ class Funding:
             raise
         op = ctx.record_tx(record, OperationKind.TOP_UP, amount, plan.main)
         failpoints.hit("topup.recorded")
-        return ctx.backend.top_up_payload(record.channel_id, plan.main, amount), op
+        return ctx.backend_for(record).top_up_payload(record.channel_id, plan.main, amount), op
 
     async def confirm_top_up(self, record: ChannelRecord, op: Operation) -> ChannelRecord:
         """After the server accepted ``topUp``: read the new deposit from the chain."""

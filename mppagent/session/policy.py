@@ -27,6 +27,9 @@ __all__ = ["Offer", "SpendPolicy", "select_offer"]
 
 _UINT128_MAX = (1 << 128) - 1
 
+SESSION_PROTOCOLS = ("v1", "v2")
+"""Session protocols a challenge may name (``methodDetails.sessionProtocol``; absent = v1)."""
+
 
 class SpendPolicy(BaseModel):
     """Limits on what the agent pays. Unset optional limits mean "no limit".
@@ -98,9 +101,9 @@ class SpendPolicy(BaseModel):
         except ProtocolError as exc:
             raise PolicyViolation("request", f"unusable session request: {exc}") from None
         protocol = request.method_details.session_protocol
-        if protocol not in (None, "v1"):
+        if protocol not in (None, *SESSION_PROTOCOLS):
             raise PolicyViolation(
-                "session_protocol", f"session protocol {protocol!r} is not supported (v1 only)"
+                "session_protocol", f"session protocol {protocol!r} is not one MPP defines"
             )
         if self.allowed_realms is not None and challenge.realm not in self.allowed_realms:
             raise PolicyViolation("allowed_realms", f"realm {challenge.realm!r} is not allowed")
@@ -188,6 +191,11 @@ class Offer:
     def price(self) -> int:
         """Price per unit in base units."""
         return self.request.amount
+
+    @property
+    def protocol(self) -> str:
+        """The session protocol the challenge names (absent means v1)."""
+        return self.request.method_details.session_protocol or "v1"
 
 
 def select_offer(policy: SpendPolicy, challenges: Sequence[Challenge], now: datetime) -> Offer:

@@ -17,7 +17,7 @@ from mppagent.session.context import SessionContext
 from mppagent.session.policy import Offer
 from mppagent.session.recovery import Recovery
 from mppagent.session.store import ChannelRecord, ChannelStatus, Scope
-from mppagent.tempo.backend import ChannelTerms
+from mppagent.tempo.backend import ChannelTerms, FundingPlan, SessionBackend
 from mppagent.tempo.channel_id import random_salt
 from mppagent.tempo.hexutil import ZERO_ADDRESS, normalize_address
 from mppagent.tempo.voucher import VoucherSigner
@@ -32,6 +32,7 @@ class Checkout:
     record: ChannelRecord
     is_new: bool
     offer: Offer
+    plan: FundingPlan | None = None  # an open signed up front (see NewChannel)
 
 
 def scope_of(offer: Offer) -> Scope:
@@ -51,6 +52,7 @@ class ChannelPool:
     async def checkout(self, offer: Offer, url: str) -> Checkout:
         """Lease a channel for ``offer``: an idle open one with room, else a new one."""
         ctx = self.ctx
+        backend = ctx.backend(offer.protocol)  # refuse an unknown protocol before any chain call
         chain_id = await ctx.chain.chain_id()
         if offer.request.chain_id != chain_id:
             raise ConfigError(
@@ -71,14 +73,14 @@ class ChannelPool:
                 settled_stale = True
                 if await self.recovery.settle_stale_opens(scope):
                     continue  # an earlier open turned out to be on chain: use it
-            await self._check_escrow(scope.escrow)
-            fresh = self._new_record(offer, scope, url)
+            await self._check_escrow(backend, scope.escrow)
+            fresh, plan = await self._new_record(backend, offer, scope, url)
             if ctx.store.reserve(
                 fresh, ctx.owner, ttl=ctx.lease_ttl, cap=ctx.policy.max_channels_per_scope
             ):
                 reserved = ctx.store.get(fresh.channel_id)
                 assert reserved is not None
-                return Checkout(record=reserved, is_new=True, offer=offer)
+                return Checkout(record=reserved, is_new=True, offer=offer, plan=plan)
             if time.monotonic() > deadline:
                 raise PolicyViolation(
                     "max_channels_per_scope",
@@ -87,7 +89,7 @@ class ChannelPool:
                 )
             await asyncio.sleep(0.05)
 
-    async def _check_escrow(self, escrow: str) -> None:
+    async def _check_escrow(self, backend: SessionBackend, escrow: str) -> None:
         """Fund only an escrow we can vouch for: allow-listed, or code this backend knows.
 
         A server names the escrow in its challenge; a contract that merely looks
@@ -97,15 +99,17 @@ class ChannelPool:
         if escrow in self._trusted or policy.trust_unknown_escrows:
             return
         listed = policy.allowed_escrows is not None and escrow in policy.allowed_escrows
-        if not listed and not await self.ctx.backend.check_contract(escrow):
+        if not listed and not await backend.check_contract(escrow):
             raise PolicyViolation(
                 "allowed_escrows",
-                f"escrow {escrow} does not run the {self.ctx.backend.protocol} escrow code this "
+                f"escrow {escrow} does not run the {backend.protocol} escrow code this "
                 "agent knows; add it to allowed_escrows if you trust it",
             )
         self._trusted.add(escrow)
 
-    def _new_record(self, offer: Offer, scope: Scope, url: str) -> ChannelRecord:
+    async def _new_record(
+        self, backend: SessionBackend, offer: Offer, scope: Scope, url: str
+    ) -> tuple[ChannelRecord, FundingPlan | None]:
         ctx = self.ctx
         deposit = ctx.policy.initial_deposit(offer)
         salt = random_salt()
@@ -123,9 +127,11 @@ class ChannelPool:
             chain_id=scope.chain_id,
             salt=salt,
             authorized_signer=authorized,
+            operator=offer.request.method_details.operator or ZERO_ADDRESS,
         )
-        return ChannelRecord(
-            channel_id=ctx.backend.channel_id(terms),
+        new = await backend.new_channel(ctx.wallet, terms, deposit)
+        record = ChannelRecord(
+            channel_id=new.channel_id,
             scope=scope,
             payer=ctx.payer,
             authorized_signer=authorized,
@@ -137,8 +143,10 @@ class ChannelPool:
             realm=offer.challenge.realm,
             unit_type=offer.unit_type,
             unit_price=offer.price,
-            protocol=ctx.backend.protocol,
+            protocol=backend.protocol,
+            descriptor=new.descriptor,
         )
+        return record, new.plan
 
     def release(self, record: ChannelRecord) -> None:
         """Return the lease on ``record`` (and the signing lock it may still hold)."""

@@ -54,7 +54,9 @@ class Recovery:
 
     async def read(self, record: ChannelRecord) -> ChannelState:
         """The channel as the chain has it."""
-        return await self.ctx.backend.read_channel(record.scope.escrow, record.channel_id)
+        return await self.ctx.backend_for(record).read_channel(
+            record.scope.escrow, record.channel_id
+        )
 
     async def reconcile(self, channel_id: str) -> ChannelRecord:
         """Bring one record in line with the chain (deposit, settlement, closure)."""

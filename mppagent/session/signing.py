@@ -28,7 +28,7 @@ def sign_voucher(ctx: SessionContext, record: ChannelRecord, auth: Authorization
     _check(record, auth, close=False)
     signer = ctx.signer_for(record)
     scope = record.scope
-    backend = ctx.backend
+    backend = ctx.backend_for(record)
     # Without a daily budget there is nothing to check, and the store need not sum
     # every voucher of the last 24 hours (a scan that grows with each one signed).
     check = ctx.policy.check_daily_budget if ctx.policy.budget_per_day is not None else None
@@ -51,7 +51,7 @@ def sign_close_voucher(ctx: SessionContext, record: ChannelRecord, auth: Authori
     """
     _check(record, auth, close=True)
     scope = record.scope
-    signature = ctx.backend.sign_voucher(
+    signature = ctx.backend_for(record).sign_voucher(
         ctx.signer_for(record), record.channel_id, auth.amount, scope.escrow, scope.chain_id
     )
     ctx.store.begin_operation(

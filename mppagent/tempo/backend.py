@@ -23,12 +23,31 @@ from mppagent.tempo.escrow import ChannelState
 from mppagent.tempo.schemas import ClosePayload, OpenPayload, TopUpPayload, VoucherPayload
 from mppagent.tempo.voucher import VoucherSigner
 
-__all__ = ["ChannelTerms", "ClosedAmounts", "FundingPlan", "PriorSender", "SessionBackend"]
+__all__ = [
+    "ChannelTerms",
+    "ClosedAmounts",
+    "FundingPlan",
+    "NewChannel",
+    "PriorSender",
+    "SessionBackend",
+]
+
+
+@dataclass(frozen=True)
+class FundingPlan:
+    """The transaction that funds a channel (open or top-up), for the server to broadcast."""
+
+    main: SignedTransaction
 
 
 @dataclass(frozen=True)
 class ChannelTerms:
-    """What identifies a channel before it exists: enough to compute its id."""
+    """What identifies a channel: payer, payee, token, contract, chain, salt, signer.
+
+    ``operator`` (v2: who besides the payee may settle; zero if none) and
+    ``descriptor`` (the protocol's own description of an existing channel, as
+    stored with its record) are empty where a protocol has no use for them.
+    """
 
     payer: str
     payee: str
@@ -37,13 +56,23 @@ class ChannelTerms:
     chain_id: int
     salt: str
     authorized_signer: str
+    operator: str = "0x" + "00" * 20
+    descriptor: str | None = None
 
 
 @dataclass(frozen=True)
-class FundingPlan:
-    """The transaction that funds a channel (open or top-up), for the server to broadcast."""
+class NewChannel:
+    """A channel about to be opened: its id, and what a protocol must decide up front.
 
-    main: SignedTransaction
+    Where the id depends on the open transaction itself (v2's
+    ``expiringNonceHash``), the backend signs the open here and hands it over
+    as ``plan``; ``descriptor`` is stored with the channel's record so a
+    restarted agent can still top up and close it.
+    """
+
+    channel_id: str
+    descriptor: str | None = None
+    plan: FundingPlan | None = None
 
 
 PriorSender = Callable[[str, SignedTransaction], Awaitable[None]]
@@ -64,8 +93,8 @@ class SessionBackend(Protocol):
 
     protocol: str
 
-    def channel_id(self, terms: ChannelTerms) -> str:
-        """The id the contract will assign to a channel with these terms."""
+    async def new_channel(self, wallet: Wallet, terms: ChannelTerms, deposit: int) -> NewChannel:
+        """The id (and anything signed up front) of a channel about to be opened."""
         ...
 
     async def check_contract(self, escrow: str) -> bool:

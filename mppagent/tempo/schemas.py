@@ -105,6 +105,8 @@ class MethodDetails(_Wire):
     min_voucher_delta: Amount | None = Field(None, alias="minVoucherDelta")
     fee_payer: StrictBool | None = Field(None, alias="feePayer")
     session_protocol: str | None = Field(None, alias="sessionProtocol")
+    operator: Address | None = None
+    fee_token: Address | None = Field(None, alias="feeToken")
 
 
 class SessionRequest(_Wire):

@@ -12,7 +12,13 @@ from typing import Any
 
 from mppagent.errors import ChainError
 from mppagent.tempo.artifacts import load_artifact
-from mppagent.tempo.backend import ChannelTerms, ClosedAmounts, FundingPlan, PriorSender
+from mppagent.tempo.backend import (
+    ChannelTerms,
+    ClosedAmounts,
+    FundingPlan,
+    NewChannel,
+    PriorSender,
+)
 from mppagent.tempo.chain import ChainClient, SignedTransaction, Wallet
 from mppagent.tempo.channel_id import compute_channel_id
 from mppagent.tempo.escrow import ChannelState, Escrow, Token
@@ -38,6 +44,11 @@ class V1Backend:
         if key not in self._escrows:
             self._escrows[key] = Escrow(self.chain, key)
         return self._escrows[key]
+
+    async def new_channel(self, wallet: Wallet, terms: ChannelTerms, deposit: int) -> NewChannel:
+        """The id is known before the open: nothing to sign up front."""
+        del wallet, deposit
+        return NewChannel(channel_id=self.channel_id(terms))
 
     def channel_id(self, terms: ChannelTerms) -> str:
         """``keccak256(abi.encode(payer, payee, token, salt, signer, escrow, chainId))``."""
