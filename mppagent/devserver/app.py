@@ -249,8 +249,9 @@ class DevServer:
             update=chat is None,
         )
         if refused is not None:
-            self.counters[refused.type.rsplit("/", 1)[-1]] += 1
-            return await self.problem(refused, head=head)
+            fault, problem = refused
+            self.counters[fault.value] += 1
+            return await self.problem(problem, head=head)
         try:
             accepted = await payee.accept(credential, faults)
         except ProblemError as problem:

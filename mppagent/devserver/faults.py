@@ -213,8 +213,8 @@ def regress_receipt(receipt: dict[str, JSON], spent_before: int, price: int) -> 
 
 def voucher_fault(
     faults: frozenset[Fault], payload: dict[str, JSON], accepted: int | None, *, update: bool
-) -> ProblemError | None:
-    """The problem a hostile fault answers a voucher credential with, or ``None``.
+) -> tuple[Fault, ProblemError] | None:
+    """The fault that refuses a voucher credential, and the problem it answers with.
 
     ``payload`` is the credential's raw payload, ``accepted`` the channel's accepted
     cumulative (``None``: unknown channel), ``update`` whether the request carries no
@@ -226,7 +226,10 @@ def voucher_fault(
     channel_id = payload.get("channelId")
     extras: dict[str, JSON] = {"channelId": channel_id if isinstance(channel_id, str) else ""}
     if Fault.VOUCHER_402_LOOP in faults and update:
-        return ChallengeNotFoundProblem("challenge not found (fault injection)", extras=extras)
+        problem: ProblemError = ChallengeNotFoundProblem(
+            "challenge not found (fault injection)", extras=extras
+        )
+        return Fault.VOUCHER_402_LOOP, problem
     amount = payload.get("cumulativeAmount")
     raises = (
         isinstance(amount, str)
@@ -236,13 +239,15 @@ def voucher_fault(
     if not raises:
         return None
     if Fault.HUGE_MIN_DELTA in faults:
-        return DeltaTooSmallProblem(
+        problem = DeltaTooSmallProblem(
             "the increase is below minVoucherDelta (fault injection)",
             extras=extras | {"minVoucherDelta": str(HUGE_AMOUNT)},
         )
+        return Fault.HUGE_MIN_DELTA, problem
     if Fault.HUGE_DEPOSIT_DEMAND in faults:
-        return AmountExceedsDepositProblem(
+        problem = AmountExceedsDepositProblem(
             "the voucher exceeds the deposit (fault injection)",
             extras=extras | {"requiredTopUp": str(HUGE_AMOUNT)},
         )
+        return Fault.HUGE_DEPOSIT_DEMAND, problem
     return None
