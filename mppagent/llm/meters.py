@@ -33,19 +33,21 @@ Servers bill in different units, so there is one meter kind per billing style:
 ``request``
     One unit per request (``unitType: "request"``, billed once by ``mppx``).
 
-**Measured** (``benchmarks/meters.py``; figures in ``benchmarks/README.md``) on real
-text in English, German, Chinese, Japanese, Russian, Arabic, emoji, Python and JSON,
-with five real tokenizers (cl100k, o200k, Llama 3, Qwen 3, DeepSeek V4): the
-largest tokens/byte ratio seen is 0.75 (o200k on a run of emoji), never above 1.
-Typical ratios: English prose 0.18-0.23 tokens/byte, code 0.23-0.33, Chinese and
-Japanese 0.24-0.40, Russian 0.12-0.24, Arabic 0.14-0.28. The byte bound therefore
-lets a dishonest server bill at most 1/ratio times the true count: about 4-5x for
-English prose, 3-4x for code, 2.5-4x for CJK, 4-8x for Russian and Arabic, 1.3-3x
-for emoji. A statistical ratio would be tighter, but an honest server sending hex,
-random identifiers or rare scripts can exceed any ratio below 1 (single letters and
-punctuation runs reach 0.5-1.0 tokens/byte), so it would raise false alarms.
-``bytes_per_token`` > 1 trades that safety for a tighter bound, for a profile that
-knows its server's tokenizer and text.
+**Measured** (``benchmarks/meters.py``; table in ``benchmarks/README.md``) on prose in
+English, German, Chinese, Japanese, Russian and Arabic, emoji, real Python and JSON, and
+honest oddities (hex, base64, spelled-out letters, punctuation), with five real
+tokenizers (cl100k, o200k, Llama 3, Qwen 3, DeepSeek V4). Tokens per UTF-8 byte: English
+0.22, German 0.22-0.29, Chinese 0.20-0.38, Japanese 0.22-0.35, Russian 0.14-0.24, Arabic
+0.18-0.40, emoji 0.28-0.60, Python 0.25-0.26, pretty JSON 0.26-0.27, compact JSON
+0.43-0.50, and up to 0.87 for hex (Qwen 3 splits digits), 0.74 for base64; never above 1
+(225 honest chunked streams, every bound held). So the byte bound lets a dishonest server
+claim at most bytes/tokens times the true count: 4.6x for English prose, 3.5-4.5x German,
+2.6-4.9x Chinese, 2.9-4.5x Japanese, 4.3-6.9x Russian, 2.5-5.5x Arabic, 1.7-3.5x emoji,
+about 4x code and pretty JSON, 2x compact JSON, 1.2-1.7x hex and base64 -- until an
+honest ``usage`` report brings it down to the true count. A statistical ratio (say 0.5
+tokens per byte) would be tighter, but an honest server sending hex, identifiers or
+spelled-out letters exceeds it, so it would raise false alarms; ``bytes_per_token`` > 1
+makes that trade for a profile that knows its server's tokenizer and text.
 
 **Defaults** (:func:`default_spec`): ``llm_token`` (and other token unit types) use
 ``token`` with ``event_floor`` -- the bound is the larger of the byte bound and the
@@ -57,9 +59,11 @@ server bills input: it adds the same byte bound over the request's messages, plu
 ``message_overhead`` per message (chat-template markers) and ``media_part_tokens``
 per image, audio or video part.
 
-The meter runs for every event of every paid stream, so :meth:`Meter.observe` does
-one cheap test per event for ``event``/``chunk`` (a substring test or one regex
-search) and at most one ``json.loads`` for ``token``; :attr:`Meter.bound` is O(1).
+The meter runs for every event of every paid stream, so :meth:`Meter.observe` does a
+few substring tests and at most one regex scan per event, and :attr:`Meter.bound` is
+O(1): ``observe`` plus ``bound`` cost about as much as the transport's old chunk
+counter for ``event``, twice that for ``chunk`` and four times for ``token`` (a few
+microseconds; figures in ``benchmarks/README.md``).
 Pure: no I/O, no clocks.
 """
 
@@ -342,6 +346,7 @@ class TokenMeter(_Base):
         "_slack",
         "_tool_calls",
         "_usage",
+        "_usage_at",
     )
 
     def __init__(self, spec: MeterSpec, prompt: int | None, unit_type: str | None) -> None:
@@ -350,6 +355,7 @@ class TokenMeter(_Base):
         self._chunks = 0
         self._tool_calls = 0
         self._usage: int | None = None
+        self._usage_at = -1  # text bytes when usage was last reported
         self._prompt_usage: int | None = None
         # Read on every bound: kept out of the frozen spec's attribute lookups.
         self._per_token = spec.bytes_per_token
@@ -388,6 +394,7 @@ class TokenMeter(_Base):
         completion = _COMPLETION_TOKENS.search(body)
         if completion is not None:
             self._usage = int(completion.group(1))
+            self._usage_at = self._bytes
         prompt = _PROMPT_TOKENS.search(body)
         if prompt is not None:
             self._prompt_usage = int(prompt.group(1))
@@ -400,7 +407,7 @@ class TokenMeter(_Base):
     @property
     def delivered(self) -> int:
         """The server's usage if reported, else an estimate (4 bytes a token, >= 1 a chunk)."""
-        if self._usage is not None:
+        if self._usage is not None and self._usage_at == self._bytes:
             return min(self._usage, self._text_bound())
         return max(self._chunks, _ceil_div(self._bytes, 4))
 
@@ -415,7 +422,9 @@ class TokenMeter(_Base):
         """``max(min(text bound, usage), events if event_floor, request_units)`` + prompt."""
         completion = self._text_bound()
         usage = self._usage
-        if usage is not None and usage < completion:
+        # A usage report tightens only while no text followed it: some servers send an early
+        # "completion_tokens": 0, and holding later text to it would refuse an honest bill.
+        if usage is not None and usage < completion and self._usage_at == self._bytes:
             completion = usage
         if self._floor and self._events > completion:
             completion = self._events

@@ -227,6 +227,21 @@ def test_usage_tightens_but_never_loosens() -> None:
     assert (meter.bound, meter.final_usage()) == (text_bound, 10_000)
 
 
+def test_a_usage_report_followed_by_text_no_longer_tightens() -> None:
+    meter = make_meter(MeterSpec(kind="token", request_units=0), "llm_token", b"")
+    meter.observe(
+        event(
+            chunk({"role": "assistant", "content": ""})
+            | {"usage": {"prompt_tokens": 5, "completion_tokens": 0}}
+        )
+    )
+    assert meter.bound == 0  # nothing delivered, nothing billed
+    meter.observe(event(chunk({"content": "Hello world"})))
+    assert meter.bound == 11 + MeterSpec(kind="token").response_slack  # the early 0 is stale
+    meter.observe(event(chunk({"content": "!"}) | {"usage": {"completion_tokens": 3}}))
+    assert (meter.bound, meter.final_usage()) == (3, 3)  # a report with the text is current
+
+
 def test_a_server_billing_beyond_the_bound_is_caught() -> None:
     enc = cl100k()
     text = TEXTS["English"]
