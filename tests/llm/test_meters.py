@@ -43,10 +43,11 @@ def cl100k() -> Any:
 
 
 @cache
-def o200k() -> Any:
+def quicktok_encoding(name: str) -> Any:
+    """o200k, Llama 3, Qwen 3: tiktoken's interface, vocabularies in the wheel."""
     import quicktok
 
-    return quicktok.get_encoding("o200k_base")
+    return quicktok.get_encoding(name)
 
 
 def events_of(raw: bytes) -> list[SSEEvent]:
@@ -309,12 +310,12 @@ def test_non_json_data_counts_only_as_an_event() -> None:
 @given(
     text=st.text(st.characters(codec="utf-8"), min_size=1, max_size=300),
     sizes=st.lists(st.integers(1, 12), min_size=1, max_size=5),
-    which=st.sampled_from(["cl100k", "o200k"]),
+    which=st.sampled_from(["cl100k", "o200k_base", "llama3", "qwen3"]),
 )
 def test_bound_covers_any_honest_chunking_of_any_text(
     text: str, sizes: list[int], which: str
 ) -> None:
-    enc = cl100k() if which == "cl100k" else o200k()  # quicktok has tiktoken's interface
+    enc = cl100k() if which == "cl100k" else quicktok_encoding(which)
     meter = make_meter(MeterSpec(kind="token", request_units=0), "llm_token", b"")
     delivered = 0
     for piece, count in honest_chunks(enc, text, sizes):
