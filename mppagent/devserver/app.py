@@ -90,7 +90,6 @@ class Behaviours:
     faults: frozenset[Fault]
     billing: frozenset[Billing]
     fault_after: int = 5
-    header_billing: frozenset[Billing] = frozenset()
 
 
 class DevServer:
@@ -102,7 +101,6 @@ class DevServer:
         self._payee: SessionPayee | None = None
         self._init_lock = asyncio.Lock()
         self._in_flight: set[tuple[str, str]] = set()
-        self._books_lost: set[str] = set()
         self.counters: Counter[str] = Counter()
         """How often each fault fired (e.g. ``voucher-402-loop`` answers), for tests."""
 
@@ -133,29 +131,23 @@ class DevServer:
         config = self.config
         if not config.test_mode:
             return Behaviours(config.faults, config.billing)
-        header_billing = parse_billing(request.headers.get(BILLING_HEADER))
         value = request.headers.get(FAULT_AFTER_HEADER, "")
         return Behaviours(
             config.faults | parse_faults(request.headers.get(FAULT_HEADER)),
-            config.billing | header_billing,
+            config.billing | parse_billing(request.headers.get(BILLING_HEADER)),
             int(value) if value.isdigit() else 5,
-            header_billing,
         )
 
-    async def lose_books(self, payee: SessionPayee, channel_id: str, *, again: bool) -> None:
+    async def lose_books(self, payee: SessionPayee, channel_id: str) -> None:
         """``books-lost``: forget what was accepted and spent, as a restart without state would.
 
         What survives is what the chain knows (``settled``); the server re-adopts the
-        channel from there. Server-wide this happens once per channel; ``again`` (the
-        request header) forces it.
+        channel from there, as if it had restarted just before this request.
         """
-        if channel_id in self._books_lost and not again:
-            return
-        self._books_lost.add(channel_id)
         async with payee.lock(channel_id):
             channel = payee.state.get(channel_id)
             if channel is None:
-                return
+                return  # nothing to forget
             payee.state.put(
                 replace(
                     channel,
@@ -235,9 +227,8 @@ class DevServer:
         payee = await self.payee()
         raw_channel = credential.payload.get("channelId")
         channel_id = raw_channel if isinstance(raw_channel, str) else ""
-        if Billing.BOOKS_LOST in billing and channel_id:
-            again = Billing.BOOKS_LOST in behaviours.header_billing
-            await self.lose_books(payee, channel_id, again=again)
+        if Billing.BOOKS_LOST in billing and channel_id and chat is not None:
+            await self.lose_books(payee, channel_id)  # before each paid request
         # A stream's behaviours also govern the voucher requests answered while it runs.
         live_faults = faults | payee.stream_faults.get(channel_id, frozenset())
         live_billing = billing | payee.stream_billing.get(channel_id, frozenset())

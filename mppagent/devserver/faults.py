@@ -58,8 +58,9 @@ prepaid-carry-over            serves a new request from balance accepted earlier
                               asking, and sends its first receipt only at the end
 per-event                     one unit per SSE data event like ``mppx``: role-only, text,
                               finish and usage-only chunks (``[DONE]`` excluded)
-books-lost                    forgets a channel's books as after a restart without its
-                              database: ``accepted`` and ``spent`` restart from ``settled``
+books-lost                    forgets a channel's books before each request, as after a
+                              restart without its database: ``accepted`` and ``spent``
+                              restart from ``settled``
 ============================  ==========================================================
 """
 
@@ -169,9 +170,9 @@ class Billing(StrEnum):
     """Simulates the reference SDK (``mppx``) and its proxies: one unit per SSE ``data:`` event,
     role-only, text, finish and usage-only chunks alike (``[DONE]`` excluded)."""
     BOOKS_LOST = "books-lost"
-    """Simulates a server restarted without its database: it re-adopts the channel from the
-    chain, so ``acceptedCumulative`` and ``spent`` restart from ``settled`` -- it under-bills.
-    Server-wide: once per channel; by header: on every request that carries it."""
+    """Simulates a server restarted without its database just before each request: it
+    re-adopts the channel from the chain, so ``acceptedCumulative`` and ``spent`` restart from
+    ``settled`` -- it under-bills, and the client's earlier payments look unspent."""
 
 
 _E = TypeVar("_E", Fault, Billing)

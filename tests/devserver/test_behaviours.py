@@ -415,10 +415,13 @@ async def test_behaviours_need_test_mode(chain: DevChain, tmp_path: Path, payer:
 async def test_server_wide_billing_from_config(
     chain: DevChain, tmp_path: Path, payer: Payer
 ) -> None:
-    billing = frozenset({Billing.RECEIPT_EVENT_ONLY})
-    async with opened(chain, tmp_path, payer, 10 * PRICE, test_mode=False, billing=billing) as ch:
-        transcript = await ch.stream(10, header=False)
-    transcript.check_ending()
+    billing = frozenset({Billing.RECEIPT_EVENT_ONLY, Billing.BOOKS_LOST})
+    async with opened(chain, tmp_path, payer, 30 * PRICE, test_mode=False, billing=billing) as ch:
+        first = await ch.stream(10, header=False)
+        second = await ch.stream(10, header=False)
+    first.check_ending()
+    assert first.final.spent == 10 * PRICE
+    assert second.final.spent == 10 * PRICE  # the books were lost again before it
 
 
 def test_unknown_billing_flavours_are_named() -> None:
