@@ -16,8 +16,8 @@ Servers bill in different units, so there is one meter kind per billing style:
     Exact: exposure 0 beyond that first unit.
 ``chunk``
     One unit per chunk that carries text (``content``, ``reasoning_content``,
-    ``reasoning``, ``refusal`` or tool-call ``arguments``): the project's reference
-    server, and any server that streams one token per chunk. Exact: exposure 0.
+    ``reasoning``, ``refusal``, a tool call's ``name`` or ``arguments``): the project's
+    reference server, and any server that streams one token per chunk. Exact: exposure 0.
 ``token``
     Per token, for servers that pack several tokens into one chunk. Nothing in the
     stream says how many tokens a chunk held, so the bound comes from the delivered
@@ -105,9 +105,8 @@ _APP_EVENT_NAMES: Final = frozenset({"message", ""})
 _PAYMENT_EVENT: Final = "payment-"
 # A text field with a non-empty string value, found in the raw bytes without parsing.
 _TEXT_FIELD = re.compile(
-    rb'"(?:content|reasoning_content|reasoning|refusal|arguments|text)"\s*:\s*"(?!")'
+    rb'"(?:content|reasoning_content|reasoning|refusal|name|arguments|text)"\s*:\s*"(?!")'
 )
-_DELTA_TEXT_KEYS: Final = ("content", "reasoning_content", "reasoning", "refusal", "text")
 
 
 class Meter(Protocol):
@@ -127,7 +126,7 @@ class Meter(Protocol):
         """Most units an honest server may bill for everything observed so far.
 
         Includes the prompt allowance when the spec grants one. Never decreases
-        except when the final usage report tightens a ``token`` bound.
+        except when a usage report tightens a ``token`` bound.
         """
         ...
 

@@ -180,6 +180,17 @@ def test_chunk_meter_is_exact_for_the_reference_server(model: str) -> None:
     assert (meter.delivered, meter.bound) == (40, 40)
 
 
+def test_chunk_meter_counts_tool_call_chunks() -> None:
+    meter = make_meter(MeterSpec(kind="chunk", request_units=0), "llm_token", b"")
+    call = {"index": 0, "id": "call_1", "type": "function"}
+    meter.observe(
+        event(chunk({"tool_calls": [call | {"function": {"name": "get", "arguments": ""}}]}))
+    )
+    meter.observe(event(chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})))
+    meter.observe(event(chunk({"content": ""})))  # empty text is no token
+    assert meter.bound == 2
+
+
 def test_transport_adapter_counts_like_before() -> None:
     stream = reference_stream("mpp-fake-thinking", 12)
     assert sum(ChatCompletionMeter().units(e) for e in stream) == 12
