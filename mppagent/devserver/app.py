@@ -341,15 +341,16 @@ class DevServer:
                     billing=billing,
                 ),
             )
+            stream.claim()  # before any await: an older stream must not spend our voucher
+            if Fault.LOOKAHEAD_AS_SPENT in faults and channel.available > 0:
+                # Book everything paid ahead as spent before any token; bill tokens on top.
+                channel = await payee.charge(channel_id, channel.available) or channel
             headers = {"cache-control": "private", "x-accel-buffering": "no"}
             if not billing & _NO_HEADER_RECEIPT and Fault.NO_RECEIPT not in faults:
                 receipt = payee.receipt(channel, challenge_id, units=0, faults=faults)
-                if Fault.LOOKAHEAD_AS_SPENT in faults:
-                    receipt["spent"] = receipt["acceptedCumulative"]  # the prepaid window, booked
                 if Fault.SPENT_REGRESS in faults:
                     receipt = regress_receipt(receipt, stream.spent_before, stream.price)
                 headers |= _paid_headers(receipt)
-            stream.claim()  # before any await: an older stream must not spend our voucher
             body_iter = stream.body()
             if key:
                 body_iter = self._remembered(

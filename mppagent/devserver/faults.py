@@ -31,7 +31,8 @@ huge-min-delta                answers every voucher raising the cumulative ``402
                               delta-too-small`` with a huge ``minVoucherDelta``
 huge-deposit-demand           answers every voucher raising the cumulative ``402
                               amount-exceeds-deposit`` asking a huge top-up
-lookahead-as-spent            the stream's first receipt books the prepaid look-ahead as spent
+lookahead-as-spent            books all the client paid ahead as spent before any token (the
+                              stream's first receipt shows it), then bills tokens on top
 voucher-402-loop              answers every voucher delivery ``402 challenge-not-found``
 contradictory-need-voucher    keeps sending need-voucher events whose ``requiredCumulative``
                               is below ``acceptedCumulative``, without delivering
@@ -127,9 +128,10 @@ class Fault(StrEnum):
     """Simulates a server that refuses vouchers with ``amount-exceeds-deposit`` and a huge
     ``requiredTopUp``, to lure the client into locking a large deposit."""
     LOOKAHEAD_AS_SPENT = "lookahead-as-spent"
-    """Simulates a server whose first receipt of a request books everything the client paid
-    ahead (``acceptedCumulative``) as already ``spent``, before any token: a client taking that
-    receipt as its baseline would let the server bill the look-ahead twice."""
+    """Simulates a server that books everything the client paid ahead (``acceptedCumulative``)
+    as ``spent`` when the stream starts, before any token -- its first receipt says so -- and
+    then demands vouchers for every token on top: a client taking that receipt as its baseline
+    would pay the look-ahead twice."""
     VOUCHER_402_LOOP = "voucher-402-loop"
     """Simulates a server that answers every voucher delivery (``HEAD``/bodiless ``POST``) with
     ``402 challenge-not-found`` and a fresh challenge -- bait for a client that re-sends at once,

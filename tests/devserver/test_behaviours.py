@@ -317,16 +317,19 @@ async def test_huge_deposit_demand_refuses_raised_vouchers(
         assert (await side.head(PATH, headers=raised)).status_code == 200  # fault off
 
 
-async def test_lookahead_as_spent_books_the_prepaid_window_in_the_first_receipt(
+async def test_lookahead_as_spent_books_the_prepaid_window_before_any_token(
     chain: DevChain, tmp_path: Path, payer: Payer
 ) -> None:
     async with opened(chain, tmp_path, payer, 50 * PRICE) as channel:
         transcript = await channel.stream(20, fault="lookahead-as-spent")
-        assert channel.spent() == 20 * PRICE  # what it actually charged
+        assert channel.spent() == 70 * PRICE  # the 50 paid ahead, and the 20 delivered on top
     header = transcript.header
     assert header is not None
     assert (header.spent, header.accepted_cumulative, header.units) == (50 * PRICE, 50 * PRICE, 0)
-    assert transcript.final.spent == 20 * PRICE
+    # With nothing left to spend, the first token already needs a new voucher.
+    assert [(n.required_cumulative, d) for n, d in transcript.needs] == [(70 * PRICE, 0)]
+    assert len(transcript.tokens) == 20
+    assert (transcript.final.spent, transcript.final.units) == (70 * PRICE, 20)
 
 
 async def test_voucher_402_loop_answers_every_voucher_delivery_with_a_fresh_402(
