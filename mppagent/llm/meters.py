@@ -62,7 +62,7 @@ per image, audio or video part.
 The meter runs for every event of every paid stream, so :meth:`Meter.observe` does a
 few substring tests and at most one regex scan per event, and :attr:`Meter.bound` is
 O(1): ``observe`` plus ``bound`` cost about as much as the transport's old chunk
-counter for ``event``, twice that for ``chunk`` and four times for ``token`` (a few
+counter for ``event``, 1.5-2x that for ``chunk`` and about 3x for ``token`` (a few
 microseconds; figures in ``benchmarks/README.md``).
 Pure: no I/O, no clocks.
 """
