@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mppagent.devserver.fakemodel import FakeModel, count_prompt_tokens
-from mppagent.devserver.wire import MODELS, PLAIN, ChunkWriter, Usage, sse
+from mppagent.devserver.fakemodel import count_prompt_tokens
+from mppagent.devserver.wire import MODELS
 from mppagent.llm.meters import (
     Meter,
     MeterSpec,
@@ -31,6 +31,8 @@ from mppagent.llm.meters import (
 )
 from mppagent.transport.metering import ChatCompletionMeter, EventMeter, meter_for
 from mppagent.transport.sse import SSEEvent, SSEParser
+
+from .streams import reference_body
 
 BASE = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "m"}
 
@@ -156,19 +158,9 @@ def test_request_meter_bills_once() -> None:
 # -- chunk: the reference server -------------------------------------------------------------------
 
 
-def reference_stream(model: str, tokens: int, *, include_usage: bool = True) -> list[SSEEvent]:
+def reference_stream(model: str, tokens: int) -> list[SSEEvent]:
     """What the reference server streams for ``tokens`` tokens, from its own writer."""
-    flavour = MODELS.get(model, PLAIN)
-    writer = ChunkWriter("c1", model, 0, flavour, include_usage=include_usage)
-    generated = list(
-        FakeModel().generate(
-            "hello", max_tokens=tokens, reasoning_tokens=flavour.reasoning_tokens(tokens)
-        )
-    )
-    raw = sse(writer.role_chunk()) + b"".join(sse(writer.token_chunk(t)) for t in generated)
-    for final in writer.final_chunks("length", Usage.of(5, generated)):
-        raw += sse(final)
-    return events_of(raw + b"data: [DONE]\n\n")
+    return events_of(reference_body(model, tokens))
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))

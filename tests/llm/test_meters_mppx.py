@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from mppagent.devserver.fakemodel import FakeModel
-from mppagent.devserver.wire import MODELS, ChunkWriter, Usage, sse
+from mppagent.devserver.wire import MODELS
 from mppagent.llm.meters import MeterSpec, make_meter
 from mppagent.transport.sse import SSEParser
+
+from .streams import reference_body
 
 ROOT = Path(__file__).resolve().parents[2]
 SSE_JS = ROOT / "node_modules/mppx/dist/tempo/session/server/Sse.js"
@@ -40,20 +41,6 @@ console.log(JSON.stringify(counts));
 """
 
 
-def reference_stream(model: str, tokens: int) -> bytes:
-    flavour = MODELS[model]
-    writer = ChunkWriter("c1", model, 0, flavour, include_usage=True)
-    generated = list(
-        FakeModel().generate(
-            "hi", max_tokens=tokens, reasoning_tokens=flavour.reasoning_tokens(tokens)
-        )
-    )
-    raw = sse(writer.role_chunk()) + b"".join(sse(writer.token_chunk(t)) for t in generated)
-    for final in writer.final_chunks("stop", Usage.of(3, generated)):
-        raw += sse(final)
-    return raw + b"data: [DONE]\n\n"
-
-
 ODD = (
     b": keep-alive comment\n\n"
     b"event: content_block_delta\ndata: " + json.dumps({"type": "delta"}).encode() + b"\n\n"
@@ -66,7 +53,7 @@ ODD = (
 
 @pytest.mark.skipif(not SSE_JS.exists() or shutil.which("node") is None, reason="needs mppx")
 def test_event_meter_matches_mppx_iterate_data(tmp_path: Path) -> None:
-    bodies = {f"{i}.sse": reference_stream(model, 25) for i, model in enumerate(sorted(MODELS))}
+    bodies = {f"{i}.sse": reference_body(model, 25) for i, model in enumerate(sorted(MODELS))}
     bodies["odd.sse"] = ODD
     files = []
     for name, body in bodies.items():
