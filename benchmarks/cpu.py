@@ -66,7 +66,10 @@ BUCKETS: list[tuple[str, tuple[str, ...]]] = [
             "eth_account/",
         ),
     ),
-    ("SSE parser + meter", ("mppagent/transport/sse.py", "mppagent/transport/metering.py")),
+    (
+        "SSE parser + meter",
+        ("mppagent/transport/sse.py", "mppagent/llm/meters.py"),
+    ),
     (
         "JSON + payment models",
         ("json/", "pydantic", "mppagent/protocol/", "mppagent/tempo/schemas.py", "rfc8785/"),

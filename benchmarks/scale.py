@@ -50,7 +50,7 @@ from harness import devserver, machine, percentile
 
 from mppagent import Agent, PaymentEvent, SpendPolicy, SqliteChannelStore
 from mppagent.devchain import DevChain
-from mppagent.transport.metering import ChatCompletionMeter
+from mppagent.llm.meters import text_chunk
 
 PRICE = 25
 WARM_TOKENS = 20
@@ -114,11 +114,10 @@ class Level:
 
 async def one_stream(agent: Agent, url: str, tokens: int, start: float) -> StreamResult:
     """One paid stream; counts billed tokens exactly as the agent's meter does."""
-    meter = ChatCompletionMeter()
     result = StreamResult()
     try:
         async for event in agent.stream("POST", url, json=body(tokens)):
-            units = meter.units(event)
+            units = 1 if text_chunk(event) else 0
             if units and result.first_token_s is None:
                 result.first_token_s = time.perf_counter() - start
             result.tokens += units

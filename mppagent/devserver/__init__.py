@@ -9,7 +9,16 @@ session engine, so a bug there cannot cancel out here.
 
 from mppagent.devserver.app import DevServer, create_app
 from mppagent.devserver.config import DevServerConfig
-from mppagent.devserver.faults import Fault, parse_faults
+from mppagent.devserver.faults import Billing, Fault, parse_billing, parse_faults
 from mppagent.devserver.server import RunningServer
 
-__all__ = ["DevServer", "DevServerConfig", "Fault", "RunningServer", "create_app", "parse_faults"]
+__all__ = [
+    "Billing",
+    "DevServer",
+    "DevServerConfig",
+    "Fault",
+    "RunningServer",
+    "create_app",
+    "parse_billing",
+    "parse_faults",
+]

@@ -23,7 +23,9 @@ import hmac
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,7 +34,18 @@ from starlette.routing import Route
 
 from mppagent.devserver.config import DevServerConfig
 from mppagent.devserver.fakemodel import FakeModel
-from mppagent.devserver.faults import FAULT_AFTER_HEADER, FAULT_HEADER, Fault, parse_faults
+from mppagent.devserver.faults import (
+    BILLING_HEADER,
+    FAULT_AFTER_HEADER,
+    FAULT_HEADER,
+    HUGE_AMOUNT,
+    Billing,
+    Fault,
+    parse_billing,
+    parse_faults,
+    regress_receipt,
+    voucher_fault,
+)
 from mppagent.devserver.payee import RateLimited, SessionPayee
 from mppagent.devserver.state import IdempotentResponse, ServerState
 from mppagent.devserver.streaming import MeteredStream, Pacer, StreamPlan
@@ -62,9 +75,21 @@ from mppagent.protocol import (
 )
 from mppagent.tempo.chain import ChainClient
 
-__all__ = ["DevServer", "create_app"]
+__all__ = ["Behaviours", "DevServer", "create_app"]
 
 log = get_logger("mppagent.devserver")
+
+_NO_HEADER_RECEIPT = frozenset({Billing.RECEIPT_EVENT_ONLY, Billing.PREPAID_CARRY_OVER})
+_ALWAYS_USAGE = frozenset({Billing.PACKED_TOKENS, Billing.PER_EVENT})
+
+
+@dataclass(frozen=True)
+class Behaviours:
+    """The faults and billing flavours in force for one request (see :mod:`.faults`)."""
+
+    faults: frozenset[Fault]
+    billing: frozenset[Billing]
+    fault_after: int = 5
 
 
 class DevServer:
@@ -76,6 +101,8 @@ class DevServer:
         self._payee: SessionPayee | None = None
         self._init_lock = asyncio.Lock()
         self._in_flight: set[tuple[str, str]] = set()
+        self.counters: Counter[str] = Counter()
+        """How often each fault fired (e.g. ``voucher-402-loop`` answers), for tests."""
 
     async def payee(self) -> SessionPayee:
         """The payee, connecting to the chain on the first call."""
@@ -98,16 +125,38 @@ class DevServer:
 
     # -- request handling ---------------------------------------------------------------------
 
-    def faults(self, request: Request) -> tuple[frozenset[Fault], int]:
-        """Faults in force for ``request`` (server-wide plus, in test mode, the header's)."""
-        faults = self.config.faults
-        after = 5
-        if self.config.test_mode:
-            faults = faults | parse_faults(request.headers.get(FAULT_HEADER))
-            value = request.headers.get(FAULT_AFTER_HEADER, "")
-            if value.isdigit():
-                after = int(value)
-        return faults, after
+    def behaviours(self, request: Request) -> Behaviours:
+        """Faults and flavours in force for ``request`` (server-wide plus, in test mode, the
+        headers')."""
+        config = self.config
+        if not config.test_mode:
+            return Behaviours(config.faults, config.billing)
+        value = request.headers.get(FAULT_AFTER_HEADER, "")
+        return Behaviours(
+            config.faults | parse_faults(request.headers.get(FAULT_HEADER)),
+            config.billing | parse_billing(request.headers.get(BILLING_HEADER)),
+            int(value) if value.isdigit() else 5,
+        )
+
+    async def lose_books(self, payee: SessionPayee, channel_id: str) -> None:
+        """``books-lost``: forget what was accepted and spent, as a restart without state would.
+
+        What survives is what the chain knows (``settled``); the server re-adopts the
+        channel from there, as if it had restarted just before this request.
+        """
+        async with payee.lock(channel_id):
+            channel = payee.state.get(channel_id)
+            if channel is None:
+                return  # nothing to forget
+            payee.state.put(
+                replace(
+                    channel,
+                    accepted=channel.settled,
+                    accepted_signature=None,
+                    spent=channel.settled,
+                )
+            )
+        log.info("fault.books_lost", channel=channel_id, settled=channel.settled)
 
     async def problem(self, problem: ProblemError, *, head: bool = False) -> Response:
         """A problem+json response; 402s carry a fresh challenge."""
@@ -173,8 +222,27 @@ class DevServer:
             credential = Credential.decode(auth)
         except PaymentError as exc:
             return await self.problem(MalformedCredentialProblem(str(exc)), head=head)
-        faults, fault_after = self.faults(request)
+        behaviours = self.behaviours(request)
+        faults, billing = behaviours.faults, behaviours.billing
         payee = await self.payee()
+        raw_channel = credential.payload.get("channelId")
+        channel_id = raw_channel if isinstance(raw_channel, str) else ""
+        if Billing.BOOKS_LOST in billing and channel_id and chat is not None:
+            await self.lose_books(payee, channel_id)  # before each paid request
+        # A stream's behaviours also govern the voucher requests answered while it runs.
+        live_faults = faults | payee.stream_faults.get(channel_id, frozenset())
+        live_billing = billing | payee.stream_billing.get(channel_id, frozenset())
+        known = payee.state.get(channel_id)
+        refused = voucher_fault(
+            live_faults,
+            credential.payload,
+            known.accepted if known else None,
+            update=chat is None,
+        )
+        if refused is not None:
+            fault, problem = refused
+            self.counters[fault.value] += 1
+            return await self.problem(problem, head=head)
         try:
             accepted = await payee.accept(credential, faults)
         except ProblemError as problem:
@@ -190,10 +258,17 @@ class DevServer:
                 tx_hash=accepted.tx_hash,
                 faults=receipt_faults,
             )
+            if Billing.LATE_VOUCHER_RECEIPT in live_billing and accepted.action == "voucher":
+                # The stream resumed when the voucher was accepted; its receipt comes late.
+                await asyncio.sleep(self.config.late_receipt_delay)
             # 200, not 204: the draft answers an (idempotent) voucher with "200 OK".
             return Response(status_code=200, headers=_paid_headers(receipt))
         return await self.serve_paid(
-            request, chat, accepted.channel.channel_id, accepted.challenge.id, faults, fault_after
+            request,
+            chat,
+            accepted.channel.channel_id,
+            accepted.challenge.id,
+            replace(behaviours, faults=faults),
         )
 
     async def serve_paid(
@@ -202,11 +277,19 @@ class DevServer:
         chat: ChatRequest,
         channel_id: str,
         challenge_id: str,
-        faults: frozenset[Fault],
-        fault_after: int,
+        behaviours: Behaviours,
     ) -> Response:
         """Serve a completion paid from ``channel_id``."""
         payee = await self.payee()
+        faults, billing = behaviours.faults, behaviours.billing
+        if Fault.HUGE_TOP_UP in faults:
+            self.counters[Fault.HUGE_TOP_UP.value] += 1
+            return await self.problem(
+                InsufficientBalanceProblem(
+                    "this completion needs a larger deposit (fault injection)",
+                    extras={"requiredTopUp": str(HUGE_AMOUNT), "channelId": channel_id},
+                )
+            )
         key = request.headers.get("idempotency-key")
         if key:
             cached = payee.state.cached_response(challenge_id, key)
@@ -241,7 +324,9 @@ class DevServer:
         if chat.stream:
             channel = payee.state.get(channel_id)
             assert channel is not None
-            writer = _chunk_writer(chat, completion_id, created)
+            writer = _chunk_writer(
+                chat, completion_id, created, always_usage=bool(billing & _ALWAYS_USAGE)
+            )
             stream = MeteredStream(
                 payee,
                 writer,
@@ -252,13 +337,20 @@ class DevServer:
                     channel_id=channel_id,
                     challenge_id=challenge_id,
                     faults=faults,
-                    fault_after=fault_after,
+                    fault_after=behaviours.fault_after,
+                    billing=billing,
                 ),
             )
-            receipt = payee.receipt(channel, challenge_id, units=0, faults=faults)
-            headers = _paid_headers(receipt)
-            headers["x-accel-buffering"] = "no"
             stream.claim()  # before any await: an older stream must not spend our voucher
+            if Fault.LOOKAHEAD_AS_SPENT in faults and channel.available > 0:
+                # Book everything paid ahead as spent before any token; bill tokens on top.
+                channel = await payee.charge(channel_id, channel.available) or channel
+            headers = {"cache-control": "private", "x-accel-buffering": "no"}
+            if not billing & _NO_HEADER_RECEIPT and Fault.NO_RECEIPT not in faults:
+                receipt = payee.receipt(channel, challenge_id, units=0, faults=faults)
+                if Fault.SPENT_REGRESS in faults:
+                    receipt = regress_receipt(receipt, stream.spent_before, stream.price)
+                headers |= _paid_headers(receipt)
             body_iter = stream.body()
             if key:
                 body_iter = self._remembered(
@@ -266,7 +358,10 @@ class DevServer:
                 )
             return StreamingResponse(body_iter, media_type="text/event-stream", headers=headers)
         price = self.config.price_per_token * (2 if Fault.PRICE_CHANGE in faults else 1)
-        cost = len(tokens) * price
+        units = 1 if Billing.PER_EVENT in billing else len(tokens)  # mppx: one tick a response
+        if Billing.PROMPT_UP_FRONT in billing:
+            units += chat.prompt_tokens()
+        cost = units * price
         charged = await payee.charge(channel_id, cost)
         if charged is None:
             channel = payee.state.get(channel_id)
@@ -287,7 +382,9 @@ class DevServer:
             chat.flavour,
             chat.vendor_fields(),
         )
-        receipt = payee.receipt(charged, challenge_id, units=len(tokens), faults=faults)
+        receipt = payee.receipt(charged, challenge_id, units=units, faults=faults)
+        if Fault.SPENT_REGRESS in faults:
+            receipt = regress_receipt(receipt, charged.spent - cost, price)
         encoded = json.dumps(body).encode()
         if key:
             payee.state.remember_response(
@@ -295,7 +392,10 @@ class DevServer:
                 key,
                 IdempotentResponse(200, "application/json", encoded, encode_receipt(receipt)),
             )
-        return Response(encoded, media_type="application/json", headers=_paid_headers(receipt))
+        headers = _paid_headers(receipt)
+        if Fault.NO_RECEIPT in faults:
+            del headers["payment-receipt"]
+        return Response(encoded, media_type="application/json", headers=headers)
 
     async def _remembered(
         self,
@@ -386,14 +486,17 @@ class DevServer:
 _REPLAY_LIMIT = 4 * 1024 * 1024
 
 
-def _chunk_writer(chat: ChatRequest, completion_id: str, created: int) -> ChunkWriter:
-    """The chunk writer for one streamed completion of ``chat``."""
+def _chunk_writer(
+    chat: ChatRequest, completion_id: str, created: int, *, always_usage: bool = False
+) -> ChunkWriter:
+    """The chunk writer for one streamed completion of ``chat`` (``always_usage``: report
+    usage even if the request did not ask)."""
     return ChunkWriter(
         completion_id,
         chat.model,
         created,
         chat.flavour,
-        include_usage=chat.include_usage,
+        include_usage=chat.include_usage or always_usage,
         vendor_fields=chat.vendor_fields(),
     )
 

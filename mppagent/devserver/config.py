@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, field_validator
 
-from mppagent.devserver.faults import Fault
+from mppagent.devserver.faults import Billing, Fault
 from mppagent.tempo.hexutil import normalize_address
 
 __all__ = ["DevServerConfig"]
@@ -19,7 +19,11 @@ class DevServerConfig(BaseModel):
     ``price_per_token`` is the challenge's ``amount``; ``lookahead_tokens`` how
     many tokens beyond those delivered a voucher demand asks to be paid for;
     ``state_path`` the SQLite file that makes channel accounting survive a
-    restart (``":memory:"`` keeps nothing).
+    restart (``":memory:"`` keeps nothing). ``faults`` and ``billing`` switch on
+    named behaviours (:mod:`mppagent.devserver.faults`) for every request;
+    ``tokens_per_chunk``, ``late_receipt_delay`` and ``contradictory_interval`` tune
+    the ``packed-tokens``, ``late-voucher-receipt`` and ``contradictory-need-voucher``
+    behaviours.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -50,9 +54,13 @@ class DevServerConfig(BaseModel):
     voucher_burst: int = Field(20, ge=1)
     chain_check_interval: float = Field(2.0, ge=0)
     faults: frozenset[Fault] = frozenset()
+    billing: frozenset[Billing] = frozenset()
     test_mode: bool = False
     slow_voucher_delay: float = Field(2.0, ge=0)
     huge_event_bytes: int = Field(8 * 1024 * 1024, ge=1)
+    tokens_per_chunk: int = Field(4, ge=1)
+    late_receipt_delay: float = Field(1.0, ge=0)
+    contradictory_interval: float = Field(0.2, gt=0)
 
     @field_validator("escrow", "token")
     @classmethod

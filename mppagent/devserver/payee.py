@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from mppagent.devserver.config import DevServerConfig
-from mppagent.devserver.faults import Fault
+from mppagent.devserver.faults import Billing, Fault
 from mppagent.devserver.state import ServerChannel, ServerState
 from mppagent.errors import ChainError
 from mppagent.logging import get_logger
@@ -130,6 +130,7 @@ class SessionPayee:
         self._buckets: dict[str, _Bucket] = {}
         self._chain_seen: dict[str, tuple[float, ChannelState]] = {}
         self.stream_faults: dict[str, frozenset[Fault]] = {}
+        self.stream_billing: dict[str, frozenset[Billing]] = {}
         self.active_streams: dict[str, object] = {}
         self._demanded: dict[str, int] = {}
 

@@ -33,11 +33,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mppagent.errors import PolicyViolation, ServerMisbehaviour
+from mppagent.llm.meters import Meter
 from mppagent.logging import get_logger
 from mppagent.session.gate import Authorization, PaymentGate, Purpose
 from mppagent.session.policy import SpendPolicy
 from mppagent.tempo.schemas import NeedVoucher, SessionReceipt
-from mppagent.transport.metering import Meter
 from mppagent.transport.sse import SSEEvent
 
 __all__ = [

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import httpx
 
+from mppagent.llm.meters import Meter, default_spec, make_meter
 from mppagent.logging import get_logger
 from mppagent.protocol import parse_challenges
 from mppagent.session.channels import ChannelManager
@@ -28,7 +29,6 @@ from mppagent.transport.events import (
     StreamInterrupted,
 )
 from mppagent.transport.handshake import PAID_STREAM, PaidRequest
-from mppagent.transport.metering import Meter, meter_for
 from mppagent.transport.stream import PaidStream
 
 __all__ = [
@@ -53,6 +53,11 @@ KEEPALIVE = 20
 MeterFactory = Callable[[str | None, bytes], Meter]
 
 
+def default_meter(unit_type: str | None, request_body: bytes) -> Meter:
+    """The meter :func:`~mppagent.llm.meters.default_spec` picks for ``unitType``."""
+    return make_meter(default_spec(unit_type), unit_type, request_body)
+
+
 class PaymentTransport(httpx.AsyncBaseTransport):
     """An httpx transport that pays MPP ``tempo``/``session`` challenges.
 
@@ -70,7 +75,7 @@ class PaymentTransport(httpx.AsyncBaseTransport):
         voucher_deadline: float = 45.0,
         max_attempts: int = 4,
         observer: Observer | None = None,
-        meter_factory: MeterFactory = meter_for,
+        meter_factory: MeterFactory = default_meter,
     ) -> None:
         self.manager = manager
         # Few idle connections: httpcore re-checks every connection against the whole

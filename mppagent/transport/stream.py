@@ -182,6 +182,7 @@ class PaidStream(httpx.AsyncByteStream):
                 detail={
                     "units": receipt.units,
                     "delivered": exchange.delivered,
+                    "bound": exchange.bound,
                     "billed": exchange.billed,
                     "under_billed": exchange.under_billed,
                 },

@@ -43,9 +43,10 @@ async def test_stream_1000_tokens_then_close_everything_agrees(
     assert len(vouchers) >= 10
     assert [v.amount for v in vouchers] == sorted(v.amount for v in vouchers)
     final = [e for e in events if e.kind == "final_receipt"]
-    assert [(f.amount, f.detail["units"], f.detail["delivered"]) for f in final] == [
-        (1000 * PRICE, 1000, 1000)
+    assert [(f.amount, f.detail["units"], f.detail["billed"]) for f in final] == [
+        (1000 * PRICE, 1000, 1000 * PRICE)
     ]
+    assert final[0].detail["bound"] >= 1000  # the token meter's bound covers the bill
 
     (record,) = agent.channels.list()
     assert record.status == ChannelStatus.OPEN

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import httpx
 from pydantic import SecretBytes, SecretStr
 
 from mppagent.devchain import DevAccount, DevChain
-from mppagent.devserver import DevServerConfig, create_app
+from mppagent.devserver import DevServerConfig, RunningServer, create_app
 from mppagent.devserver.app import DevServer
 from mppagent.protocol import (
     CORE_PROBLEM_BASE,
@@ -43,6 +43,7 @@ from mppagent.tempo import (
 )
 from mppagent.tempo.schemas import (
     ClosePayload,
+    NeedVoucher,
     OpenPayload,
     SessionReceipt,
     TopUpPayload,
@@ -258,6 +259,11 @@ class Payer:
         self.client.forget_nonce(self.address)
 
 
+def payer_at(chain: DevChain, client: ChainClient, index: int) -> Payer:
+    """Dev account ``index`` paying the server's payee (account 0)."""
+    return Payer(chain, client, chain.accounts[index], chain.accounts[0].address.lower())
+
+
 def authorization(challenge: Challenge, payload: Payload | Mapping[str, Any]) -> dict[str, str]:
     """``Authorization: Payment ...`` answering ``challenge`` with ``payload``."""
     data = payload.to_wire() if not isinstance(payload, Mapping) else dict(payload)
@@ -351,3 +357,107 @@ def stored(config: DevServerConfig, channel_id: str) -> dict[str, Any] | None:
     finally:
         db.close()
     return None if row is None else dict(row)
+
+
+# -- streams over real sockets ------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    """A running server and two independent HTTP clients (two connections)."""
+
+    config: DevServerConfig
+    stream: httpx.AsyncClient
+    side: httpx.AsyncClient
+    server: DevServer
+
+
+@asynccontextmanager
+async def serve(config: DevServerConfig) -> AsyncIterator[Served]:
+    """The server on uvicorn (``ASGITransport`` would buffer a stream whole)."""
+    async with (
+        RunningServer(config) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=20) as stream,
+        httpx.AsyncClient(base_url=server.url, timeout=20) as side,
+    ):
+        yield Served(config, stream, side, devserver(server.app))
+
+
+@dataclass
+class Transcript:
+    """Everything one stream delivered (``header``: its ``Payment-Receipt``, if any)."""
+
+    header: SessionReceipt | None
+    events: list[Event] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    needs: list[tuple[NeedVoucher, int]] = field(default_factory=list)  # (event, tokens before)
+
+    @property
+    def final(self) -> SessionReceipt:
+        assert self.events, "empty stream"
+        last = self.events[-1]
+        assert last.name == "payment-receipt", last
+        return session_receipt(last.json())
+
+    def check_ending(self) -> None:
+        """``data: [DONE]`` then the receipt, as the last two events; nothing after."""
+        assert [e.name for e in self.events[-2:]] == ["message", "payment-receipt"]
+        assert self.events[-2].data == "[DONE]"
+        assert sum(e.data == "[DONE]" for e in self.events) == 1
+        assert sum(e.name == "payment-receipt" for e in self.events) == 1
+
+
+NeedHandler = Callable[[NeedVoucher, int], Awaitable[None]]
+
+
+async def read_stream(
+    response: httpx.Response, on_need: NeedHandler | None = None, *, header: bool = True
+) -> Transcript:
+    """Read a paid stream to its end, calling ``on_need`` for each need-voucher event.
+
+    ``header``: whether the response must carry a ``Payment-Receipt`` (else it must not).
+    """
+    assert response.status_code == 200, response.status_code
+    assert response.headers["content-type"].startswith("text/event-stream")
+    if header:
+        transcript = Transcript(header=header_receipt(response))
+    else:
+        assert "payment-receipt" not in response.headers
+        transcript = Transcript(header=None)
+    async for event in sse_events(response):
+        transcript.events.append(event)
+        text = token_text(event)
+        if text is not None:
+            transcript.tokens.append(text)
+        elif event.name == "payment-need-voucher":
+            need = parse_model(NeedVoucher, event.json(), "need-voucher")
+            transcript.needs.append((need, len(transcript.tokens)))
+            if on_need is not None:
+                await on_need(need, len(transcript.tokens))
+    return transcript
+
+
+def voucher_answer(
+    served: Served,
+    payer: Payer,
+    challenge: Challenge,
+    *,
+    method: str = "HEAD",
+    log: list[httpx.Response] | None = None,
+) -> NeedHandler:
+    """A need-voucher handler paying exactly ``requiredCumulative`` on the side connection."""
+
+    async def answer(need: NeedVoucher, _delivered: int) -> None:
+        headers = authorization(challenge, payer.voucher(need.channel_id, need.required_cumulative))
+        if method == "HEAD":
+            response = await served.side.head(PATH, headers=headers)
+        else:  # POST without a body: a payment-only update
+            response = await served.side.post(PATH, headers=headers)
+        assert response.status_code == 200, (response.status_code, response.text)
+        assert response.content == b""
+        receipt = header_receipt(response)
+        assert receipt.accepted_cumulative == need.required_cumulative
+        if log is not None:
+            log.append(response)
+
+    return answer

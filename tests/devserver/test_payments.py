@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -49,24 +48,6 @@ from .helpers import (
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(60)]
 
 DEPOSIT = 100_000
-
-
-@pytest.fixture
-async def client(chain: DevChain) -> AsyncIterator[ChainClient]:
-    c = chain.client()
-    try:
-        yield c
-    finally:
-        await c.close()
-
-
-def payer_at(chain: DevChain, client: ChainClient, index: int) -> Payer:
-    return Payer(chain, client, chain.accounts[index], chain.accounts[0].address.lower())
-
-
-@pytest.fixture
-def payer(chain: DevChain, client: ChainClient) -> Payer:
-    return payer_at(chain, client, 1)
 
 
 # -- 1. challenges ----------------------------------------------------------------------------

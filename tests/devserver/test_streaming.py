@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
 from mppagent.devchain import DevChain
-from mppagent.devserver import DevServerConfig, RunningServer
-from mppagent.protocol import Challenge
 from mppagent.tempo import ChainClient, Escrow
-from mppagent.tempo.schemas import NeedVoucher, OpenPayload, SessionReceipt, parse_model
+from mppagent.tempo.schemas import NeedVoucher, OpenPayload
 
 from .helpers import (
     FUNDED,
@@ -29,16 +24,20 @@ from .helpers import (
     PRICE,
     Event,
     Payer,
+    Transcript,
     assert_problem,
     authorization,
     chat,
     fresh_challenge,
     header_receipt,
     make_config,
+    read_stream,
+    serve,
     session_receipt,
     sse_events,
     stored,
     token_text,
+    voucher_answer,
 )
 
 pytestmark = [pytest.mark.chain, pytest.mark.timeout(60)]
@@ -47,112 +46,8 @@ DEPOSIT = 1_000_000
 LOOKAHEAD = 100
 
 
-@pytest.fixture
-async def client(chain: DevChain) -> AsyncIterator[ChainClient]:
-    c = chain.client()
-    try:
-        yield c
-    finally:
-        await c.close()
-
-
-@pytest.fixture
-def payer(chain: DevChain, client: ChainClient) -> Payer:
-    return Payer(chain, client, chain.accounts[1], chain.accounts[0].address.lower())
-
-
-@dataclass
-class Served:
-    """A running server and two independent HTTP clients (two connections)."""
-
-    config: DevServerConfig
-    stream: httpx.AsyncClient
-    side: httpx.AsyncClient
-
-
-@asynccontextmanager
-async def serve(config: DevServerConfig) -> AsyncIterator[Served]:
-    async with (
-        RunningServer(config) as server,
-        httpx.AsyncClient(base_url=server.url, timeout=20) as stream,
-        httpx.AsyncClient(base_url=server.url, timeout=20) as side,
-    ):
-        yield Served(config, stream, side)
-
-
-@dataclass
-class Transcript:
-    """Everything one stream delivered."""
-
-    header: SessionReceipt
-    events: list[Event] = field(default_factory=list)
-    tokens: list[str] = field(default_factory=list)
-    needs: list[tuple[NeedVoucher, int]] = field(default_factory=list)  # (event, tokens before)
-
-    @property
-    def final(self) -> SessionReceipt:
-        assert self.events, "empty stream"
-        last = self.events[-1]
-        assert last.name == "payment-receipt", last
-        return session_receipt(last.json())
-
-    def check_ending(self) -> None:
-        """``data: [DONE]`` then the receipt, as the last two events; nothing after."""
-        assert [e.name for e in self.events[-2:]] == ["message", "payment-receipt"]
-        assert self.events[-2].data == "[DONE]"
-        assert sum(e.data == "[DONE]" for e in self.events) == 1
-        assert sum(e.name == "payment-receipt" for e in self.events) == 1
-
-
-NeedHandler = Callable[[NeedVoucher, int], Awaitable[None]]
-
-
-async def read_stream(response: httpx.Response, on_need: NeedHandler | None = None) -> Transcript:
-    """Read a paid stream to its end, calling ``on_need`` for each need-voucher event."""
-    assert response.status_code == 200, response.status_code
-    assert response.headers["content-type"].startswith("text/event-stream")
-    transcript = Transcript(header=header_receipt(response))
-    async for event in sse_events(response):
-        transcript.events.append(event)
-        text = token_text(event)
-        if text is not None:
-            transcript.tokens.append(text)
-        elif event.name == "payment-need-voucher":
-            need = parse_model(NeedVoucher, event.json(), "need-voucher")
-            transcript.needs.append((need, len(transcript.tokens)))
-            if on_need is not None:
-                await on_need(need, len(transcript.tokens))
-    return transcript
-
-
 async def open_payload(payer: Payer, initial: int = 0) -> OpenPayload:
     return await payer.open_payload(DEPOSIT, initial)
-
-
-def voucher_answer(
-    served: Served,
-    payer: Payer,
-    challenge: Challenge,
-    *,
-    method: str = "HEAD",
-    log: list[httpx.Response] | None = None,
-) -> NeedHandler:
-    """A need-voucher handler paying exactly ``requiredCumulative`` on the side connection."""
-
-    async def answer(need: NeedVoucher, _delivered: int) -> None:
-        headers = authorization(challenge, payer.voucher(need.channel_id, need.required_cumulative))
-        if method == "HEAD":
-            response = await served.side.head(PATH, headers=headers)
-        else:  # POST without a body: a payment-only update
-            response = await served.side.post(PATH, headers=headers)
-        assert response.status_code == 200, (response.status_code, response.text)
-        assert response.content == b""
-        receipt = header_receipt(response)
-        assert receipt.accepted_cumulative == need.required_cumulative
-        if log is not None:
-            log.append(response)
-
-    return answer
 
 
 def check_needs(transcript: Transcript, channel_id: str, total: int, deposit: int) -> None:
@@ -190,6 +85,7 @@ async def test_stream_pauses_for_vouchers_and_settles_exactly(
                 response, voucher_answer(served, payer, challenge, log=answered)
             )
         header = transcript.header
+        assert header is not None
         assert header.challenge_id == challenge.id
         assert header.channel_id == channel_id
         assert (header.accepted_cumulative, header.spent, header.units) == (0, 0, 0)
@@ -284,6 +180,7 @@ async def test_stream_ends_cleanly_without_a_voucher(
         assert finish["choices"][0]["finish_reason"] == "length"
         final = transcript.final
         assert (final.units, final.spent, final.accepted_cumulative) == (10, 250, 250)
+        assert transcript.header is not None
         assert transcript.header.accepted_cumulative == 250
 
         # The channel is still usable: a later voucher is accepted and reported.

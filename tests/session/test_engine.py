@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mppagent.errors import PolicyViolation, ServerMisbehaviour
+from mppagent.llm.meters import MeterSpec, make_meter
 from mppagent.session.engine import (
     DeliveredEvent,
     NeedVoucherSeen,
@@ -20,7 +21,6 @@ from mppagent.session.engine import (
 from mppagent.session.gate import PaymentGate
 from mppagent.session.policy import SpendPolicy
 from mppagent.tempo.schemas import NeedVoucher
-from mppagent.transport.metering import EventMeter
 from mppagent.transport.sse import SSEEvent
 from tests.support import RECEIPT_CHANNEL, receipt
 
@@ -44,7 +44,7 @@ def exchange(
     return PaidExchange(
         policy=policy,
         gate=gate,
-        meter=EventMeter(),
+        meter=make_meter(MeterSpec(kind="event", request_units=0), None, b""),
         challenge_id="ch-1",
         deposit=deposit,
         signed=signed,
