@@ -653,6 +653,8 @@ class PaidStream(httpx.AsyncByteStream):
 
     def _final_receipt(self, data: str) -> None:
         receipt = parse_model(SessionReceipt, parse_json_object(data), "payment-receipt")
+        exchange = self.exchange
+        start = exchange.spent if exchange.spent_at_start is None else exchange.spent_at_start
         self.exchange.check_final_receipt(receipt)
         self.t.manager.store.record_receipt(
             self.record.channel_id, accepted=receipt.accepted_cumulative, spent=receipt.spent
@@ -662,7 +664,11 @@ class PaidStream(httpx.AsyncByteStream):
                 "final_receipt",
                 self.record.channel_id,
                 receipt.spent,
-                detail={"units": receipt.units, "delivered": self.exchange.delivered},
+                detail={
+                    "units": receipt.units,
+                    "delivered": self.exchange.delivered,
+                    "billed": receipt.spent - start,  # this request's cost
+                },
             )
         )
 

@@ -1,0 +1,39 @@
+"""Running the ``mppagent`` command as a real process, and reading its JSON lines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+ENTRY = (sys.executable, "-c", "import sys; from mppagent.cli import main; sys.exit(main())")
+"""The console script's code, run with this interpreter."""
+
+
+async def cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> tuple[int, str, str]:
+    """Run ``mppagent ARGS`` as a process and collect exit code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        *ENTRY,
+        *args,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin), 170)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def lines(stdout: str) -> list[dict[str, Any]]:
+    """The JSON objects of ``--json`` output, one per line."""
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
