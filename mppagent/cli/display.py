@@ -11,6 +11,7 @@ stderr is a terminal, as plain lines if not.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -284,12 +285,15 @@ def payment_observer(
         sink.append(event)
         if display is not None:
             display.payment(event)
-        out.emit(
-            "payment",
-            kind=event.kind,
-            channelId=event.channel_id,
-            amount=event.amount,
-            seconds=round(event.seconds, 6),
-        )
+        # A closed stdout (`| head`) is remembered by `out`: the command stops at its
+        # next write instead of the transport logging the error of a callback.
+        with contextlib.suppress(BrokenPipeError):
+            out.emit(
+                "payment",
+                kind=event.kind,
+                channelId=event.channel_id,
+                amount=event.amount,
+                seconds=round(event.seconds, 6),
+            )
 
     return observe

@@ -85,13 +85,29 @@ class Output:
         self.json_mode = json_mode
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        self.closed = False  # the reader of stdout went away
+
+    def _write(self, text: str) -> None:
+        """Write to stdout; once the reader has gone, every write raises BrokenPipeError.
+
+        The first failure is remembered, so a write attempted from a callback
+        whose errors are swallowed (a payment observer) still ends the command
+        at its next write from the main flow.
+        """
+        if self.closed:
+            raise BrokenPipeError("stdout is closed")
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except BrokenPipeError:
+            self.closed = True
+            raise
 
     def emit(self, record_type: str, /, **fields: Any) -> None:
         """A JSON line on stdout (JSON mode only); integers become decimal strings."""
         if self.json_mode:
             record = {"type": record_type, **{k: _wire(v) for k, v in fields.items()}}
-            self.out.write(json.dumps(record, separators=(",", ":")) + "\n")
-            self.out.flush()
+            self._write(json.dumps(record, separators=(",", ":")) + "\n")
 
     def say(self, text: str) -> None:
         """A human line on stderr (text mode only): progress and payments, not results."""
@@ -102,8 +118,7 @@ class Output:
     def result(self, text: str) -> None:
         """A human line on stdout (text mode only): the command's result."""
         if not self.json_mode:
-            self.out.write(text + "\n")
-            self.out.flush()
+            self._write(text + "\n")
 
     def error(self, exc: BaseException, code: int) -> None:
         """Report a failure: one clear line (text) or an ``error`` object (JSON)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,7 +56,8 @@ async def _request(
     from mppagent.transport.sse import SSEParser
 
     def observe(event: PaymentEvent) -> None:
-        out.emit("payment", kind=event.kind, channelId=event.channel_id, amount=event.amount)
+        with contextlib.suppress(BrokenPipeError):  # `out` remembers; the main flow stops
+            out.emit("payment", kind=event.kind, channelId=event.channel_id, amount=event.amount)
         if event.kind in ("open", "voucher", "top_up", "final_receipt"):
             out.say(f"[payment] {event.kind} {format_units(event.amount)}")
 

@@ -171,10 +171,13 @@ async def test_serve_uses_the_devnet_environment_and_keeps_its_books(
     assert code == 130
     assert "Traceback" not in err
     assert "Unclosed" not in err
-    assert "request" in err
-    assert "method=POST" in err  # one line per request ...
-    assert "status=200" in err
-    assert f"units={int(first['tokens'])}" in err  # ... with the units it billed
+    requests = [r for r in lines(err) if r.get("event") == "request"]  # --json: JSON logs
+    paid = [r for r in requests if (r["method"], r["status"]) == ("POST", 200)]
+    assert len(paid) == 1  # one line per request (vouchers come as HEAD requests) ...
+    assert paid[0]["path"] == "/v1/chat/completions"
+    assert paid[0]["units"] == int(first["tokens"])  # ... with the units it billed
+    assert paid[0]["spent"] == first["channelSpent"]
+    assert {r["status"] for r in requests} == {200, 402}
     assert await asyncio.to_thread(state.exists)
 
     # Restarted on the same books, it honours the channel the client holds.
@@ -208,7 +211,7 @@ async def test_serve_state_in_memory_only_when_asked(
     code, err = await _interrupt(process)
     assert serving["state"] == ":memory:"
     assert code == 130
-    assert "method=" not in err  # --log-level warning: quiet
+    assert "request" not in err  # --log-level warning: quiet
     assert not await asyncio.to_thread((tmp_path / "state").exists)
 
 
