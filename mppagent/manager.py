@@ -148,7 +148,8 @@ class ChannelManager:
         if offer.request.chain_id != chain_id:
             raise ConfigError(
                 f"the server asks for payment on chain {offer.request.chain_id}, but the "
-                f"configured RPC serves chain {chain_id}"
+                f"configured RPC ({self.chain.rpc_url}) serves chain {chain_id}: client and "
+                "server are on different chains"
             )
         scope = self.scope_of(offer)
         deadline = time.monotonic() + self.pool_wait
@@ -190,6 +191,12 @@ class ChannelManager:
             return
         if policy.allowed_escrows is None or escrow not in policy.allowed_escrows:
             code = await self.chain.get_code(escrow)
+            if not code:  # nothing there: client and server are on different chains
+                raise ConfigError(
+                    f"escrow {escrow} has no code on the chain at {self.chain.rpc_url} (chain "
+                    f"{await self.chain.chain_id()}): the server is on another chain; point "
+                    "the RPC URL at the server's chain"
+                )
             if not load_artifact("TempoStreamChannel").matches_runtime(code):
                 raise PolicyViolation(
                     "allowed_escrows",

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from mppagent.devchain import DevAccount, DevChain
-from mppagent.devserver import RunningServer
+from mppagent.devserver import DevServerConfig, RunningServer
 from tests.cli.helpers import ENTRY, ROOT, cli, lines
 from tests.support import ServerFactory
 
@@ -404,3 +404,35 @@ async def test_request_close_says_when_to_withdraw(
     code, _, err = await cli("channels", "withdraw", channel, env=payer_env)
     assert code == 7
     assert "can be withdrawn in" in err
+
+
+# -- client and server on different chains ---------------------------------------------------
+
+
+@pytest.mark.parametrize("chain_id", [31338, 31337])
+async def test_client_and_server_on_different_chains(
+    chain: DevChain, payer_env: dict[str, str], tmp_path: Path, chain_id: int
+) -> None:
+    """The error says the chains differ (by id, or by the escrow missing), not allowed_escrows."""
+    other = await DevChain.start(accounts=1, chain_id=chain_id)
+    try:
+        config = DevServerConfig(
+            rpc_url=other.rpc_url,
+            escrow=other.escrow,
+            token=other.token,
+            payee_private_key=other.accounts[0].private_key,
+            state_path=":memory:",
+        )
+        async with RunningServer(config) as server:
+            code, _, err = await _chat(f"{server.url}/v1", payer_env, "--max-tokens", "5")
+    finally:
+        await other.stop()
+    assert code == 2, err
+    assert "allowed_escrows" not in err
+    assert chain.rpc_url in err
+    if chain_id != chain.chain_id:
+        assert f"payment on chain {chain_id}" in err
+        assert f"serves chain {chain.chain_id}" in err
+    else:
+        assert f"escrow {other.escrow.lower()} has no code" in err.lower()
+    assert "different chains" in err or "another chain" in err
