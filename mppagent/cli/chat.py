@@ -110,6 +110,8 @@ async def _chat(plan: _Plan, settings: Settings, out: Output) -> int:
     def observe(event: PaymentEvent) -> None:
         if display is None:
             cost.observe(event)
+        elif event.kind in ("open", "reuse") and agent is not None:
+            display.symbol = _symbol(settings, agent, event.channel_id)
         show(event)
 
     agent = agent_from(settings, observer=observe) if plan.paying else None
@@ -196,6 +198,14 @@ async def _render(
                 display.text(delta.content, delta.reasoning)
             out.emit("delta", content=delta.content, reasoning=delta.reasoning)
     return tokens
+
+
+def _symbol(settings: Settings, agent: Agent, channel_id: str) -> str:
+    """The symbol of the token a channel is in (looked up once, when it is taken)."""
+    from mppagent.cli.tokens import token_symbols
+
+    token = agent.channels.get(channel_id).scope.token
+    return token_symbols(settings.rpc_url, [token])[token]
 
 
 def _signed_total(agent: Agent | None) -> int:

@@ -183,8 +183,10 @@ def _decrypt_keystore(path: Path) -> str:
 
     try:
         encrypted = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read keystore {path}: {type(exc).__name__}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read keystore {path}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise ConfigError(f"cannot read keystore {path}: not a JSON keystore file") from None
     password = os.environ.get(ENV_PREFIX + "KEYSTORE_PASSWORD")
     if password is None:
         if not sys.stdin.isatty():

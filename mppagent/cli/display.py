@@ -176,7 +176,8 @@ class StreamDisplay:
         self.cost.observe(event)
         units = f"{self.symbol}"
         if event.kind == "challenge":
-            self._event(f"402 payment required: {format_units(event.amount)} {units} per unit")
+            price = f"{event.amount} base units"  # the token is named once a channel is taken
+            self._event(f"402 payment required: {price} per unit")
         elif event.kind == "open":
             self.channel, self.deposit = event.channel_id, event.amount
             self._event(
