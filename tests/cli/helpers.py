@@ -14,13 +14,9 @@ ENTRY = (sys.executable, "-c", "import sys; from mppagent.cli import main; sys.e
 """The console script's code, run with this interpreter."""
 
 
-async def cli(
-    *args: str,
-    env: dict[str, str] | None = None,
-    stdin: bytes | None = None,
-) -> tuple[int, str, str]:
-    """Run ``mppagent ARGS`` as a process and collect exit code, stdout and stderr."""
-    process = await asyncio.create_subprocess_exec(
+async def spawn(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    """Start ``mppagent ARGS`` with pipes on stdin, stdout and stderr."""
+    return await asyncio.create_subprocess_exec(
         *ENTRY,
         *args,
         cwd=ROOT,
@@ -29,6 +25,15 @@ async def cli(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> tuple[int, str, str]:
+    """Run ``mppagent ARGS`` as a process and collect exit code, stdout and stderr."""
+    process = await spawn(*args, env=env)
     out, err = await asyncio.wait_for(process.communicate(stdin), 170)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
@@ -37,3 +42,27 @@ async def cli(
 def lines(stdout: str) -> list[dict[str, Any]]:
     """The JSON objects of ``--json`` output, one per line."""
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+async def faulty_request(
+    base: str, fault: str, env: dict[str, str], *, tokens: int = 20
+) -> tuple[int, str, str]:
+    """``mppagent request`` a paid stream from a test-mode server told to misbehave."""
+    body = {
+        "model": "mpp-fake-1",
+        "stream": True,
+        "max_tokens": tokens,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    return await cli(
+        "request",
+        "POST",
+        f"{base}/v1/chat/completions",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        f"x-mpp-fault: {fault}",
+        "--data",
+        json.dumps(body),
+        env=env,
+    )

@@ -13,7 +13,7 @@ from mppagent.devchain import DevAccount
 from mppagent.devserver import RunningServer
 from mppagent.errors import ChainError, ConfigError, PolicyViolation, ServerMisbehaviour
 from mppagent.protocol import VerificationFailedProblem
-from tests.cli.helpers import ENTRY, ROOT, cli, lines
+from tests.cli.helpers import ENTRY, ROOT, cli, faulty_request, lines
 from tests.support import ServerFactory
 
 pytestmark = pytest.mark.timeout(180)
@@ -114,26 +114,7 @@ async def test_policy_refusal_exit_3(server: RunningServer, payer_env: dict[str,
 
 
 async def test_misbehaving_server_exit_4(server: RunningServer, payer_env: dict[str, str]) -> None:
-    body = json.dumps(
-        {
-            "model": "mpp-fake-1",
-            "stream": True,
-            "max_tokens": 50,
-            "messages": [{"role": "user", "content": "hi"}],
-        }
-    )
-    code, _, err = await cli(
-        "request",
-        "POST",
-        f"{server.url}/v1/chat/completions",
-        "-H",
-        "content-type: application/json",
-        "-H",
-        "x-mpp-fault: wrong-challenge",
-        "--data",
-        body,
-        env=payer_env,
-    )
+    code, _, err = await faulty_request(server.url, "wrong-challenge", payer_env, tokens=50)
     assert code == 4, err
     assert "receipt_challenge" in err
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from mppagent.devchain import DevAccount, DevChain
 from mppagent.devserver import DevServerConfig, RunningServer
-from tests.cli.helpers import ENTRY, ROOT, cli, lines
+from tests.cli.helpers import cli, faulty_request, lines, spawn
 from tests.support import ServerFactory
 
 pytestmark = pytest.mark.timeout(240)
@@ -77,8 +76,7 @@ async def test_json_output_into_a_closed_pipe_exits_quietly(
     server: RunningServer, payer_env: dict[str, str]
 ) -> None:
     """``mppagent chat --json | head -1``: no BrokenPipeError traceback, exit 141."""
-    process = await asyncio.create_subprocess_exec(
-        *ENTRY,
+    process = await spawn(
         "chat",
         "hi",
         "--base-url",
@@ -88,10 +86,7 @@ async def test_json_output_into_a_closed_pipe_exits_quietly(
         "--max-tokens",
         "3000",
         "--json",
-        cwd=ROOT,
-        env={**os.environ, **payer_env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        env=payer_env,
     )
     assert process.stdout is not None
     assert process.stderr is not None
@@ -115,18 +110,7 @@ def _devnet_env(chain: DevChain, payee: DevAccount, payer: DevAccount) -> dict[s
 
 
 async def _start_serve(env: dict[str, str], *args: str) -> tuple[Any, dict[str, Any]]:
-    process = await asyncio.create_subprocess_exec(
-        *ENTRY,
-        "serve",
-        "--port",
-        "0",
-        "--json",
-        *args,
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await spawn("serve", "--port", "0", "--json", *args, env=env)
     assert process.stdout is not None
     line = await asyncio.wait_for(process.stdout.readline(), 120)
     if not line:
@@ -246,18 +230,7 @@ async def test_busy_port_is_a_configuration_error(
 
 
 async def test_ctrl_c_on_demo_exits_cleanly() -> None:
-    process = await asyncio.create_subprocess_exec(
-        *ENTRY,
-        "demo",
-        "--json",
-        "--tokens",
-        "100000",
-        "--rate",
-        "200",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await spawn("demo", "--json", "--tokens", "100000", "--rate", "200")
     assert process.stdout is not None
     while True:  # wait until it is streaming
         record = json.loads(await asyncio.wait_for(process.stdout.readline(), 120))
@@ -344,26 +317,7 @@ async def test_channels_sync_prints_what_it_reconciled(
 async def test_show_gives_the_evidence_of_a_suspect_channel(
     server: RunningServer, payer_env: dict[str, str]
 ) -> None:
-    body = json.dumps(
-        {
-            "model": "mpp-fake-1",
-            "stream": True,
-            "max_tokens": 20,
-            "messages": [{"role": "user", "content": "hi"}],
-        }
-    )
-    code, _, err = await cli(
-        "request",
-        "POST",
-        f"{server.url}/v1/chat/completions",
-        "-H",
-        "content-type: application/json",
-        "-H",
-        "x-mpp-fault: wrong-challenge",
-        "--data",
-        body,
-        env=payer_env,
-    )
+    code, _, err = await faulty_request(server.url, "wrong-challenge", payer_env)
     assert code == 4, err
     code, out, _ = await cli("channels", "list", "--json", env=payer_env)
     (channel,) = [r for r in lines(out) if r["type"] == "channel"]
