@@ -78,15 +78,32 @@ def configure_logging(args: argparse.Namespace, level: str | None = None) -> Non
 def run_async(
     args: argparse.Namespace, work: Callable[[], Awaitable[int]], *, level: str | None = None
 ) -> int:
-    """Run a command's asynchronous part: logging set up, then ``asyncio.run``."""
+    """Run a command's asynchronous part: logging set up, then ``asyncio.run``.
+
+    SIGTERM cancels the command's task, as Ctrl-C does (asyncio's own SIGINT
+    handling): every ``finally`` runs inside the loop, so servers shut down in
+    order instead of having their tasks torn away (and tracebacks printed).
+    Either way the command ends with :class:`KeyboardInterrupt` (exit 130).
+    """
     import asyncio
+    import signal
 
     configure_logging(args, level)
 
     async def main() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
         return await work()
 
-    return asyncio.run(main())
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def connection_error(url: str, exc: BaseException) -> str:

@@ -67,16 +67,16 @@ class RequestLog:
             await self.app(scope, receive, watch)
         finally:
             receipt = _stream_receipt(tail) or _header_receipt(header_receipt) or {}
-            access_log.info(
-                "request",
-                method=scope.get("method"),
-                path=scope.get("path"),
-                status=status or None,
-                units=receipt.get("units"),
-                spent=receipt.get("spent"),
-                channel=_short(receipt.get("channelId")),
-                ms=round((time.perf_counter() - started) * 1000, 1),
-            )
+            fields = {
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                "status": status or None,
+                "units": receipt.get("units"),
+                "spent": receipt.get("spent"),
+                "channel": _short(receipt.get("channelId")),
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            }
+            access_log.info("request", **{k: v for k, v in fields.items() if v is not None})
 
 
 def _short(value: object) -> str | None:
