@@ -385,9 +385,9 @@ async def test_client_and_server_on_different_chains(
     assert code == 2, err
     assert "allowed_escrows" not in err
     assert chain.rpc_url in err
-    if chain_id != chain.chain_id:
+    if chain_id != chain.chain_id:  # both chain ids named
         assert f"payment on chain {chain_id}" in err
         assert f"serves chain {chain.chain_id}" in err
-    else:
+    else:  # same id, another chain: the escrow the server names is not on ours
         assert f"escrow {other.escrow.lower()} has no code" in err.lower()
-    assert "different chains" in err or "another chain" in err
+        assert "another chain" in err
