@@ -173,6 +173,7 @@ def _announce(
     chain: DevChain | None,
     state_path: str,
 ) -> None:
+    wallet = chain.env(chain.accounts[1]) if chain is not None else None
     out.emit(
         "serve",
         baseUrl=base,
@@ -182,13 +183,14 @@ def _announce(
         price=args.price,
         auth=args.auth,
         state=state_path,
+        wallet=wallet,  # a paying wallet's environment, on a private devchain only
     )
     out.say(f"reference MPP server on {base} (auth {args.auth}, {args.price} base units per token)")
     out.say(f"  chain {on.rpc_url}, escrow {on.escrow}, token {on.token}")
     out.say(f"  books in {state_path}")
-    if chain is not None:
+    if wallet is not None:
         out.say("a paying wallet on this private devchain (dev keys only):")
-        for key, value in chain.env(chain.accounts[1]).items():
+        for key, value in wallet.items():
             out.say(f"  export {key}={shlex.quote(value)}")
     else:
         out.say("pay it from a shell with the same `mppagent devnet` exports:")

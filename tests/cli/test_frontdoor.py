@@ -391,3 +391,31 @@ async def test_client_and_server_on_different_chains(
     else:  # same id, another chain: the escrow the server names is not on ours
         assert f"escrow {other.escrow.lower()} has no code" in err.lower()
         assert "another chain" in err
+
+
+async def test_serve_on_a_private_devnet_and_the_chat_it_suggests(tmp_path: Path) -> None:
+    process, serving = await _start_serve({"MPPAGENT_ESCROW": "", "MPPAGENT_TOKEN": ""}, "--devnet")
+    try:
+        wallet = serving["wallet"]
+        assert set(wallet) >= {"MPPAGENT_PRIVATE_KEY", "MPPAGENT_RPC_URL"}
+        assert "mppagent-serve-" in serving["state"]  # dies with its chain: a temporary file
+        env = wallet | {
+            "MPPAGENT_STORE": str(tmp_path / "client.db"),
+            "MPPAGENT_CONFIG": str(tmp_path / "absent.toml"),
+        }
+        code, out, err = await cli(
+            "chat",
+            "Hello",
+            "--provider",
+            "local",
+            "--base-url",
+            serving["baseUrl"],
+            "--json",
+            env=env,
+        )
+        assert code == 0, err
+        assert int(lines(out)[-1]["tokens"]) > 0
+    finally:
+        code, err = await _interrupt(process)
+    assert code == 130, err
+    assert "Traceback" not in err
