@@ -66,3 +66,13 @@ async def faulty_request(
         json.dumps(body),
         env=env,
     )
+
+
+def chat_args(base: str, *extra: str, prompt: str = "hi") -> tuple[str, ...]:
+    """``chat`` against the server at ``base`` (``.../v1``) with the plain fake model."""
+    return ("chat", prompt, "--base-url", base, "--model", "mpp-fake-1", *extra)
+
+
+def local_chat_args(base: str, prompt: str) -> tuple[str, ...]:
+    """The ``chat`` that ``serve`` suggests (the ``local`` profile), in JSON."""
+    return ("chat", prompt, "--provider", "local", "--base-url", base, "--json")

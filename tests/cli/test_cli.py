@@ -13,7 +13,7 @@ from mppagent.devchain import DevAccount
 from mppagent.devserver import RunningServer
 from mppagent.errors import ChainError, ConfigError, PolicyViolation, ServerMisbehaviour
 from mppagent.protocol import VerificationFailedProblem
-from tests.cli.helpers import ENTRY, ROOT, cli, faulty_request, lines
+from tests.cli.helpers import ENTRY, ROOT, chat_args, cli, faulty_request, lines
 from tests.support import ServerFactory
 
 pytestmark = pytest.mark.timeout(180)
@@ -145,17 +145,7 @@ async def test_request_streams_raw_sse(server: RunningServer, payer_env: dict[st
 
 
 async def test_channels_list_show_close(server: RunningServer, payer_env: dict[str, str]) -> None:
-    await cli(
-        "chat",
-        "hi",
-        "--base-url",
-        f"{server.url}/v1",
-        "--model",
-        "mpp-fake-1",
-        "--max-tokens",
-        "20",
-        env=payer_env,
-    )
+    await cli(*chat_args(f"{server.url}/v1", "--max-tokens", "20"), env=payer_env)
     code, out, err = await cli("channels", "list", "--json", env=payer_env)
     assert code == 0, err
     (channel,) = [r for r in lines(out) if r["type"] == "channel"]

@@ -17,7 +17,7 @@ import pytest
 
 from mppagent.devchain import DevAccount, DevChain
 from mppagent.devserver import DevServerConfig, RunningServer
-from tests.cli.helpers import cli, faulty_request, lines, spawn
+from tests.cli.helpers import chat_args, cli, faulty_request, lines, local_chat_args, spawn
 from tests.support import ServerFactory
 
 pytestmark = pytest.mark.timeout(240)
@@ -25,7 +25,7 @@ PRICE = 25
 
 
 async def _chat(base: str, env: dict[str, str], *extra: str) -> tuple[int, str, str]:
-    return await cli("chat", "hi", "--base-url", base, "--model", "mpp-fake-1", *extra, env=env)
+    return await cli(*chat_args(base, *extra), env=env)
 
 
 # -- small things ----------------------------------------------------------------------------
@@ -77,16 +77,7 @@ async def test_json_output_into_a_closed_pipe_exits_quietly(
 ) -> None:
     """``mppagent chat --json | head -1``: no BrokenPipeError traceback, exit 141."""
     process = await spawn(
-        "chat",
-        "hi",
-        "--base-url",
-        f"{server.url}/v1",
-        "--model",
-        "mpp-fake-1",
-        "--max-tokens",
-        "3000",
-        "--json",
-        env=payer_env,
+        *chat_args(f"{server.url}/v1", "--max-tokens", "3000", "--json"), env=payer_env
     )
     assert process.stdout is not None
     assert process.stderr is not None
@@ -145,9 +136,7 @@ async def test_serve_uses_the_devnet_environment_and_keeps_its_books(
     assert state.parent == tmp_path / "state" / "mppagent"  # the platform state dir
     base = serving["baseUrl"]
     # The command `serve` suggests: the `local` profile brings its default model.
-    code, out, err = await cli(
-        "chat", "hi", "--provider", "local", "--base-url", base, "--json", env=env
-    )
+    code, out, err = await cli(*local_chat_args(base, "hi"), env=env)
     assert code == 0, err
     first = lines(out)[-1]
     assert first["type"] == "summary"
@@ -167,16 +156,7 @@ async def test_serve_uses_the_devnet_environment_and_keeps_its_books(
     # Restarted on the same books, it honours the channel the client holds.
     process, serving = await _start_serve(env)
     try:
-        code, out, err = await cli(
-            "chat",
-            "again",
-            "--provider",
-            "local",
-            "--base-url",
-            serving["baseUrl"],
-            "--json",
-            env=env,
-        )
+        code, out, err = await cli(*local_chat_args(serving["baseUrl"], "again"), env=env)
         assert code == 0, err
         second = lines(out)[-1]
         assert second["channelId"] == first["channelId"]
@@ -403,16 +383,7 @@ async def test_serve_on_a_private_devnet_and_the_chat_it_suggests(tmp_path: Path
             "MPPAGENT_STORE": str(tmp_path / "client.db"),
             "MPPAGENT_CONFIG": str(tmp_path / "absent.toml"),
         }
-        code, out, err = await cli(
-            "chat",
-            "Hello",
-            "--provider",
-            "local",
-            "--base-url",
-            serving["baseUrl"],
-            "--json",
-            env=env,
-        )
+        code, out, err = await cli(*local_chat_args(serving["baseUrl"], "Hello"), env=env)
         assert code == 0, err
         assert int(lines(out)[-1]["tokens"]) > 0
     finally:
