@@ -17,8 +17,9 @@ The reference server lives in :mod:`mppagent.devserver`, the local chain in
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mppagent._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -115,14 +116,4 @@ if TYPE_CHECKING:
     from mppagent.transport.sse import SSEEvent
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mppagent' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

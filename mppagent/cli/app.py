@@ -1,103 +1,164 @@
-"""The ``mppagent`` command line: parsing, dispatch, and exit codes."""
+"""The ``mppagent`` command line: parsing, dispatch, and exit codes.
+
+Start-up time matters: agents call this command in loops. This module and
+everything it imports at load time use the standard library only (no web3,
+httpx, pydantic, structlog or asyncio); each command imports what it needs
+when it runs, so ``--help``, ``--version``, ``providers`` and configuration
+errors finish in a few interpreter start-ups (``benchmarks/startup.py``).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
+import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from mppagent.cli.output import EXIT, Output, exit_code_for
 from mppagent.errors import ConfigError
 
 __all__ = ["build_parser", "main"]
 
-Handler = Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]]
+Handler = Callable[[argparse.Namespace, Output], int]
+
+# command -> (module under mppagent.cli, function); imported only when the command runs.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "run"),
+    "chat": ("chat", "run_chat"),
+    "request": ("request", "run_request"),
+    "channels": ("channels", "run"),
+    "serve": ("serve", "run_serve"),
+    "devnet": ("serve", "run_devnet"),
+    "providers": ("providers", "run_providers"),
+}
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors with exit code 2 through our own channel."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(f"{self.prog}: {message}")
+        raise ConfigError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """Options every command takes, accepted before or after the subcommand.
+
+    On subcommands their defaults are suppressed, so a value given before the
+    subcommand is not overwritten by the subcommand's default.
+    """
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="one JSON object per line on stdout (amounts in base units)",
+    )
+    parser.add_argument(
+        "--config",
+        default=default(None),
+        help="TOML config file (env MPPAGENT_CONFIG; default: the platform's config dir)",
+    )
+    parser.add_argument(
+        "--rpc-url", default=default(None), help="chain JSON-RPC URL (env MPPAGENT_RPC_URL)"
+    )
+    parser.add_argument(
+        "--store", default=default(None), help="channel store file (env MPPAGENT_STORE)"
+    )
+    parser.add_argument(
+        "--keystore",
+        default=default(None),
+        help="encrypted eth-account key file (env MPPAGENT_KEYSTORE)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="more logging on stderr (-v info, -vv debug)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used to document the CLI)."""
+    from mppagent import __version__
+
     common = _Parser(add_help=False)
-    common.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
-    common.add_argument("--config", help="TOML config file (default: platform config dir)")
-    common.add_argument("--rpc-url", help="chain JSON-RPC URL (env MPPAGENT_RPC_URL)")
-    common.add_argument("--store", help="channel store file (env MPPAGENT_STORE)")
-    common.add_argument("--keystore", help="encrypted key file (env MPPAGENT_KEYSTORE)")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    _common_options(common, suppress=True)
 
     parser = _Parser(
         prog="mppagent",
         description="Pay for metered HTTP services (LLM tokens) with MPP payment channels.",
+        epilog="Exit codes: 0 ok, 2 usage or configuration, 3 refused by the spending policy, "
+        "4 server misbehaved, 5 payment rejected by the server, 6 network, 7 chain, "
+        "130 interrupted, 141 output pipe closed.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument(
+        "--version", action="version", version=f"mppagent {__version__}", help="print the version"
+    )
+    _common_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     demo = sub.add_parser("demo", parents=[common], help="a complete paid session, all local")
-    demo.add_argument("prompt", nargs="?", default="Explain payment channels to a robot.")
-    demo.add_argument("--tokens", type=int, default=400, help="completion length")
-    demo.add_argument("--rate", type=float, default=250.0, help="tokens per second (0: max)")
-    demo.add_argument("--model", default="mpp-fake-thinking")
+    demo.add_argument(
+        "prompt",
+        nargs="?",
+        default="Explain payment channels to a robot.",
+        help="what to ask the fake model",
+    )
+    demo.add_argument("--tokens", type=int, default=400, help="completion length (default 400)")
+    demo.add_argument(
+        "--rate", type=float, default=250.0, help="tokens per second (0: as fast as possible)"
+    )
+    demo.add_argument(
+        "--model", default="mpp-fake-thinking", help="fake model name (default mpp-fake-thinking)"
+    )
 
     chat = sub.add_parser("chat", parents=[common], help="stream a paid chat completion")
     chat.add_argument("prompt", nargs="?", help="the prompt (default: read stdin)")
     chat.add_argument("--provider", help="a provider profile (see `mppagent providers`)")
     chat.add_argument("--base-url", help="OpenAI-compatible base URL, e.g. http://host/v1")
-    chat.add_argument("--model", "-m", help="model name")
+    chat.add_argument("--model", "-m", help="model name (default: the provider's)")
     chat.add_argument("--system", help="a system message")
-    chat.add_argument("--image", action="append", default=[], help="image file or URL")
-    chat.add_argument("--video", action="append", default=[], help="video URL")
-    chat.add_argument("--param", action="append", default=[], help="vendor field key=JSON")
+    chat.add_argument("--image", action="append", default=[], help="image file or URL (repeatable)")
+    chat.add_argument("--video", action="append", default=[], help="video URL (repeatable)")
+    chat.add_argument(
+        "--param", action="append", default=[], help="vendor body field key=JSON (repeatable)"
+    )
     chat.add_argument("--max-tokens", type=int, help="completion token limit")
     chat.add_argument("--no-stream", action="store_true", help="one non-streaming response")
 
     request = sub.add_parser("request", parents=[common], help="any paid HTTP request")
-    request.add_argument("method")
-    request.add_argument("url")
-    request.add_argument("--data", "-d", help="request body, or @file")
-    request.add_argument("--header", "-H", action="append", default=[], help="'Name: value'")
+    request.add_argument("method", help="HTTP method, e.g. POST")
+    request.add_argument("url", help="the URL to request")
+    request.add_argument("--data", "-d", help="request body, or @file to read it from a file")
+    request.add_argument(
+        "--header", "-H", action="append", default=[], help="'Name: value' (repeatable)"
+    )
 
     channels = sub.add_parser("channels", parents=[common], help="inspect and close channels")
-    channels_sub = channels.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    channels_sub.add_parser("list", parents=[common], help="all channels of this wallet")
+    channels_sub = channels.add_subparsers(
+        dest="action", metavar="ACTION", required=True, parser_class=_Parser
+    )
+    channels_sub.add_parser(
+        "list", parents=[common], help="the channels in the store (no key needed)"
+    )
     for name, text in (
-        ("show", "one channel in detail"),
+        ("show", "one channel in detail (no key needed)"),
         ("close", "cooperative close (the server settles and refunds)"),
         ("request-close", "start a forced close on chain"),
         ("withdraw", "finish a forced close after the grace period"),
     ):
         action = channels_sub.add_parser(name, parents=[common], help=text)
-        action.add_argument("channel_id")
-    channels_sub.add_parser("sync", parents=[common], help="reconcile with the chain")
+        action.add_argument("channel_id", help="channel id, or any unique prefix of it")
+    channels_sub.add_parser("sync", parents=[common], help="reconcile the store with the chain")
 
     serve = sub.add_parser("serve", parents=[common], help="run the reference paid server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8402)
-    serve.add_argument("--escrow", help="escrow address (with --rpc-url)")
-    serve.add_argument("--token", help="token address (with --rpc-url)")
-    serve.add_argument(
-        "--payee-key-env",
-        default="MPPAGENT_PAYEE_KEY",
-        help="env var holding the payee key (with --rpc-url)",
-    )
-    serve.add_argument("--price", type=int, default=25, help="base units per token")
-    serve.add_argument("--suggested-deposit", type=int, default=1_000_000)
-    serve.add_argument("--lookahead", type=int, default=100, help="tokens paid ahead")
-    serve.add_argument("--min-voucher-delta", type=int)
-    serve.add_argument("--voucher-timeout", type=float, default=60.0)
-    serve.add_argument("--rate", type=float, default=0.0, help="tokens per second (0: max)")
-    serve.add_argument("--auth", choices=["mpp", "bearer", "either"], default="mpp")
-    serve.add_argument("--api-key", action="append", default=[], help="accepted Bearer key")
-    serve.add_argument("--fault", action="append", default=[], help="inject a named fault")
-    serve.add_argument("--test-mode", action="store_true", help="allow X-Mpp-Fault headers")
-    serve.add_argument("--state", help="SQLite file for the server's books")
+    _serve_options(serve)
 
     devnet = sub.add_parser(
         "devnet", parents=[common], help="run anvil with the contracts deployed"
@@ -107,18 +168,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _handlers() -> dict[str, Handler]:
-    from mppagent.cli import channels, chat, demo, serve
-
-    return {
-        "demo": demo.run,
-        "chat": chat.run_chat,
-        "request": chat.run_request,
-        "channels": channels.run,
-        "serve": serve.run_serve,
-        "devnet": serve.run_devnet,
-        "providers": chat.run_providers,
-    }
+def _serve_options(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8402, help="port to listen on (8402)")
+    serve.add_argument(
+        "--devnet",
+        action="store_true",
+        help="run on a private fresh devchain, ignoring MPPAGENT_RPC_URL/ESCROW/TOKEN",
+    )
+    serve.add_argument("--escrow", help="escrow address (env MPPAGENT_ESCROW)")
+    serve.add_argument("--token", help="token address (env MPPAGENT_TOKEN)")
+    serve.add_argument(
+        "--payee-key-env",
+        default="MPPAGENT_PAYEE_KEY",
+        help="env var holding the payee's private key (default MPPAGENT_PAYEE_KEY)",
+    )
+    serve.add_argument("--price", type=int, default=25, help="base units per token (25)")
+    serve.add_argument(
+        "--suggested-deposit",
+        type=int,
+        default=1_000_000,
+        help="deposit the challenge suggests, base units (1000000)",
+    )
+    serve.add_argument(
+        "--lookahead", type=int, default=100, help="tokens a voucher demand asks ahead (100)"
+    )
+    serve.add_argument("--min-voucher-delta", type=int, help="smallest voucher increase accepted")
+    serve.add_argument(
+        "--voucher-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a paused stream waits for a voucher (60)",
+    )
+    serve.add_argument(
+        "--rate", type=float, default=0.0, help="tokens per second (0: as fast as possible)"
+    )
+    serve.add_argument(
+        "--auth",
+        choices=["mpp", "bearer", "either"],
+        default="mpp",
+        help="how clients authenticate (mpp)",
+    )
+    serve.add_argument(
+        "--api-key", action="append", default=[], help="accepted Bearer key (repeatable)"
+    )
+    serve.add_argument(
+        "--fault", action="append", default=[], help="inject a named fault (repeatable)"
+    )
+    serve.add_argument("--test-mode", action="store_true", help="allow X-Mpp-Fault headers")
+    serve.add_argument(
+        "--state",
+        help="SQLite file for the server's books (default: under the platform's state dir; "
+        "':memory:' keeps nothing)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="info (default): one line per request; warning: quiet",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,27 +238,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     output = Output(json_mode=json_mode)
     try:
-        args = build_parser().parse_args(args_list)
-        _configure_logging(args)
-        handler = _handlers()[args.command]
-        return asyncio.run(handler(args, output))
+        parser = build_parser()
+        if not args_list:
+            parser.print_help()
+            return 0
+        args = parser.parse_args(args_list)
+        if args.command is None:
+            raise ConfigError("mppagent: no command given (see mppagent --help)")
+        module, function = _COMMANDS[args.command]
+        handler: Handler = getattr(importlib.import_module(f"mppagent.cli.{module}"), function)
+        return handler(args, output)
     except KeyboardInterrupt:
         output.say("mppagent: interrupted")
-        return 130
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
+        return EXIT["interrupted"]
+    except BrokenPipeError:
+        return _pipe_closed()
+    except SystemExit as exc:  # --help, --version
+        return exc.code if isinstance(exc.code, int) else 0
     except Exception as exc:
         code = exit_code_for(exc)
-        output.error(exc, code)
-        return code if code != 1 else EXIT["usage"] if isinstance(exc, ValueError) else 1
+        try:
+            output.error(exc, code)
+        except BrokenPipeError:
+            return _pipe_closed()
+        return code
+
+
+def _pipe_closed() -> int:
+    """The reader of our output went away (``| head``): stop quietly.
+
+    stdout is pointed at /dev/null so the interpreter's final flush does not
+    print a second BrokenPipeError on the way out.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT["pipe"]
 
 
 def _terminate(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _configure_logging(args: argparse.Namespace) -> None:
-    from mppagent.logging import configure
-
-    level = {0: "WARNING", 1: "INFO"}.get(args.verbose, "DEBUG")
-    configure(level=level, json=bool(args.json))

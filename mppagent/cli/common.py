@@ -1,39 +1,112 @@
-"""Pieces shared by the CLI commands: settings from arguments, and the agent they build."""
+"""Pieces shared by the CLI commands: settings, the agent they build, running async work.
+
+Heavy modules (the agent, web3, httpx, structlog, asyncio) are imported inside
+the functions that need them, so a command that fails on its configuration
+fails before paying for those imports.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from mppagent.agent import Agent
 from mppagent.cli.config import Settings, load_settings
-from mppagent.session.store import SqliteChannelStore
-from mppagent.transport.paying import Observer
 
-__all__ = ["agent_from", "settings_from"]
+if TYPE_CHECKING:
+    from mppagent.agent import Agent
+    from mppagent.session.store import SqliteChannelStore
+    from mppagent.transport.paying import Observer
+
+__all__ = [
+    "agent_from",
+    "configure_logging",
+    "connection_error",
+    "open_store",
+    "run_async",
+    "settings_from",
+]
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Resolve settings for this invocation (flags > environment > config file)."""
     return load_settings(
-        config=args.config,
-        rpc_url=args.rpc_url,
-        store=args.store,
-        keystore=args.keystore,
+        config=getattr(args, "config", None),
+        rpc_url=getattr(args, "rpc_url", None),
+        store=getattr(args, "store", None),
+        keystore=getattr(args, "keystore", None),
         provider=getattr(args, "provider", None),
     )
 
 
+def open_store(settings: Settings) -> SqliteChannelStore:
+    """The channel store these settings name (default: the platform's data dir)."""
+    from mppagent.session.store import SqliteChannelStore
+
+    if settings.store_path:
+        return SqliteChannelStore(settings.store_path)
+    return SqliteChannelStore.default()
+
+
 def agent_from(settings: Settings, *, observer: Observer | None = None) -> Agent:
-    """The paying agent described by ``settings``."""
-    store = (
-        SqliteChannelStore(settings.store_path)
-        if settings.store_path
-        else SqliteChannelStore.default()
-    )
+    """The paying agent described by ``settings``.
+
+    The key and the RPC URL are checked before anything heavy is imported.
+    """
+    private_key = settings.private_key()
+    rpc_url = settings.require_rpc()
+    policy = settings.policy
+    from mppagent.agent import Agent
+
     return Agent(
-        private_key=settings.private_key(),
-        rpc_url=settings.require_rpc(),
-        policy=settings.policy,
-        store=store,
+        private_key=private_key,
+        rpc_url=rpc_url,
+        policy=policy,
+        store=open_store(settings),
         observer=observer,
     )
+
+
+def configure_logging(args: argparse.Namespace, level: str | None = None) -> None:
+    """Set up logging for a command that does real work (this imports structlog)."""
+    from mppagent.logging import configure
+
+    chosen = level or {0: "WARNING", 1: "INFO"}.get(getattr(args, "verbose", 0), "DEBUG")
+    configure(level=chosen, json=bool(getattr(args, "json", False)))
+
+
+def run_async(
+    args: argparse.Namespace, work: Callable[[], Awaitable[int]], *, level: str | None = None
+) -> int:
+    """Run a command's asynchronous part: logging set up, then ``asyncio.run``.
+
+    SIGTERM cancels the command's task, as Ctrl-C does (asyncio's own SIGINT
+    handling): every ``finally`` runs inside the loop, so servers shut down in
+    order instead of having their tasks torn away (and tracebacks printed).
+    Either way the command ends with :class:`KeyboardInterrupt` (exit 130).
+    """
+    import asyncio
+    import signal
+
+    configure_logging(args, level)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        return await work()
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def connection_error(url: str, exc: BaseException) -> str:
+    """``cannot reach <url>: <cause>`` -- the thing concerned and why, in one line."""
+    cause = str(exc) or type(exc).__name__
+    return f"cannot reach {url}: {cause} ({type(exc).__name__})"

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from mppagent.agent import Agent
+from mppagent.cli.common import run_async
 from mppagent.cli.display import StreamDisplay, payment_observer
 from mppagent.cli.output import Output, format_units
 from mppagent.devchain import DevChain
@@ -31,8 +32,12 @@ __all__ = ["run"]
 PRICE = 25
 
 
-async def run(args: argparse.Namespace, out: Output) -> int:
+def run(args: argparse.Namespace, out: Output) -> int:
     """Run the demo; returns the exit code."""
+    return run_async(args, lambda: _demo(args, out))
+
+
+async def _demo(args: argparse.Namespace, out: Output) -> int:
     out.say("mppagent demo: a paid LLM session, entirely on this machine")
     with tempfile.TemporaryDirectory(prefix="mppagent-demo-") as tmp:
         chain = await DevChain.start(accounts=2)
@@ -44,7 +49,7 @@ async def run(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _session(args: argparse.Namespace, out: Output, chain: DevChain, tmp: Path) -> int:
-    payee, payer = chain.accounts
+    payee = chain.accounts[0]
     config = DevServerConfig(
         rpc_url=chain.rpc_url,
         escrow=chain.escrow,
@@ -57,7 +62,21 @@ async def _session(args: argparse.Namespace, out: Output, chain: DevChain, tmp: 
         state_path=str(tmp / "server.db"),
     )
     client = chain.client()
-    token = Token(client, chain.token)
+    try:
+        return await _paid_session(args, out, chain, tmp, config, Token(client, chain.token))
+    finally:
+        await client.close()
+
+
+async def _paid_session(
+    args: argparse.Namespace,
+    out: Output,
+    chain: DevChain,
+    tmp: Path,
+    config: DevServerConfig,
+    token: Token,
+) -> int:
+    payee, payer = chain.accounts
     async with RunningServer(config) as server:
         url = f"{server.url}/v1/chat/completions"
         out.say(f"  chain   anvil at {chain.rpc_url} (chain {chain.chain_id})")
@@ -112,7 +131,6 @@ async def _session(args: argparse.Namespace, out: Output, chain: DevChain, tmp: 
             await token.balance_of(payer.address),
             await token.balance_of(payee.address),
         )
-    await client.close()
     final = [e for e in events if e.kind == "final_receipt"]
     tokens = int(final[-1].detail.get("units") or 0) if final else 0
     stalls = [e.seconds * 1000 for e in events if e.kind == "voucher"]

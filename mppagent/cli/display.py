@@ -1,31 +1,75 @@
 """Showing a paid stream to a person: the text, the reasoning apart, and a live status line.
 
-When stdout is a terminal, a ``rich`` live view renders payment events, the
-reasoning (dim), the answer and a one-line status (tokens, spent, rate,
-channel, deposit left), and leaves the answer on screen at the end. When
-stdout is redirected the answer goes there as plain text, token by token, and
-the status goes to stderr -- live if stderr is a terminal, as plain lines if not.
+When stdout is a terminal, a ``rich`` live view renders, in the order they
+happened, every payment event, the reasoning (dim) and the answer, with a
+one-line status under them (tokens, this request's cost, the channel's total,
+rate, channel, deposit left); the whole transcript stays on screen at the end.
+When stdout is redirected the answer goes there as plain text, token by token,
+and payment events and the status go to stderr -- above a live status line if
+stderr is a terminal, as plain lines if not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
 from mppagent.cli.output import Output, format_units
-from mppagent.transport.paying import PaymentEvent
 
-__all__ = ["StreamDisplay", "payment_observer"]
+if TYPE_CHECKING:
+    from mppagent.transport.paying import PaymentEvent
+
+__all__ = ["RequestCost", "StreamDisplay", "payment_observer"]
+
+_STYLE = {"event": "cyan", "reasoning": "dim italic", "answer": ""}
+
+
+class RequestCost:
+    """What one request cost, as opposed to the channel's running total.
+
+    During a stream the cost is estimated from the tokens delivered times the
+    challenge's unit price; the final receipt replaces the estimate with what
+    the server billed (``detail["billed"]``, or the receipt's ``spent`` minus
+    the channel's ``spent`` before the request, for responses without one).
+    """
+
+    def __init__(self, spent_before: dict[str, int] | None = None, *, stream: bool = True) -> None:
+        self.spent_before = dict(spent_before or {})
+        self.stream = stream
+        self.price = 0
+        self.billed: int | None = None
+        self.channel = ""
+        self.channel_spent = 0
+
+    def observe(self, event: PaymentEvent) -> None:
+        """Take one payment event."""
+        if event.kind == "challenge":
+            self.price = event.amount
+        elif event.kind in ("receipt", "final_receipt"):
+            self.channel = event.channel_id or self.channel
+            self.channel_spent = max(self.channel_spent, event.amount)
+            if self.stream and event.kind == "receipt":
+                return  # a stream's opening receipt: nothing billed yet
+            billed = event.detail.get("billed")
+            if isinstance(billed, int):
+                self.billed = billed
+            else:
+                self.billed = event.amount - self.spent_before.get(event.channel_id, 0)
+
+    def cost(self, tokens: int) -> int:
+        """The billed amount once known, else ``tokens x price``."""
+        return self.billed if self.billed is not None else tokens * self.price
 
 
 class StreamDisplay:
-    """Collects answer text, reasoning and payment events; renders them as they come."""
+    """Collects answer text, reasoning and payment events; renders them in order."""
 
     def __init__(
         self,
@@ -34,16 +78,16 @@ class StreamDisplay:
         out: TextIO | None = None,
         err: TextIO | None = None,
         show_events: bool = True,
+        cost: RequestCost | None = None,
     ) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.symbol = symbol
         self.show_events = show_events
-        self.answer = ""
-        self.reasoning = ""
-        self.events: list[str] = []
+        self.cost = cost or RequestCost()
+        # The transcript: (kind, text) in arrival order; kind is event/reasoning/answer.
+        self.segments: list[tuple[str, str]] = []
         self.tokens = 0
-        self.spent = 0
         self.channel = ""
         self.deposit = 0
         self.signed = 0
@@ -55,6 +99,21 @@ class StreamDisplay:
         self._stdout_tty = self.out.isatty()
         self._stderr_tty = self.err.isatty()
 
+    @property
+    def answer(self) -> str:
+        """All answer text so far."""
+        return "".join(text for kind, text in self.segments if kind == "answer")
+
+    @property
+    def reasoning(self) -> str:
+        """All reasoning text so far."""
+        return "".join(text for kind, text in self.segments if kind == "reasoning")
+
+    @property
+    def events(self) -> list[str]:
+        """Every payment event line, in order."""
+        return [text for kind, text in self.segments if kind == "event"]
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def __enter__(self) -> StreamDisplay:
@@ -64,6 +123,7 @@ class StreamDisplay:
                 console=Console(file=self.out),
                 refresh_per_second=12,
                 transient=False,
+                vertical_overflow="visible",
             )
         elif self._stderr_tty:
             self._live = Live(
@@ -92,8 +152,8 @@ class StreamDisplay:
     def text(self, content: str | None, reasoning: str | None) -> None:
         """Append streamed answer and reasoning text."""
         if reasoning:
-            self.reasoning += reasoning
-            if self._live is None or not self._stdout_tty:
+            self._append("reasoning", reasoning)
+            if not self._stdout_tty:
                 # Plain output: the reasoning goes to stderr, apart from the answer.
                 if not self._reasoning_open:
                     self._plain("[reasoning] ")
@@ -101,7 +161,7 @@ class StreamDisplay:
                 self.err.write(reasoning)
                 self.err.flush()
         if content:
-            self.answer += content
+            self._append("answer", content)
             if not self._stdout_tty:
                 if self._reasoning_open:
                     self.err.write("\n")
@@ -113,22 +173,23 @@ class StreamDisplay:
 
     def payment(self, event: PaymentEvent) -> None:
         """Take a payment event from the transport's observer."""
+        self.cost.observe(event)
+        units = f"{self.symbol}"
         if event.kind == "challenge":
-            self._event(
-                f"402 payment required: {format_units(event.amount)} {self.symbol} per unit"
-            )
+            price = f"{event.amount} base units"  # the token is named once a channel is taken
+            self._event(f"402 payment required: {price} per unit")
         elif event.kind == "open":
             self.channel, self.deposit = event.channel_id, event.amount
             self._event(
                 f"opened channel {_short(event.channel_id)} with deposit "
-                f"{format_units(event.amount)} {self.symbol}"
+                f"{format_units(event.amount)} {units}"
             )
         elif event.kind == "reuse":
             self.channel, self.deposit = event.channel_id, event.amount
             self.signed = max(self.signed, int(event.detail.get("signed", 0)))
             self._event(
                 f"reusing channel {_short(event.channel_id)} (deposit "
-                f"{format_units(event.amount)} {self.symbol})"
+                f"{format_units(event.amount)} {units})"
             )
         elif event.kind == "voucher":
             self.channel = self.channel or event.channel_id
@@ -136,18 +197,18 @@ class StreamDisplay:
             how = "paid ahead" if event.detail.get("proactive") else "on demand"
             self._event(
                 f"voucher ({how}): cumulative {format_units(event.amount)} "
-                f"{self.symbol}, accepted in {event.seconds * 1000:.1f} ms"
+                f"{units}, accepted in {event.seconds * 1000:.1f} ms"
             )
         elif event.kind == "top_up":
             self.deposit = int(event.detail.get("deposit", self.deposit + event.amount))
-            self._event(f"topped up {format_units(event.amount)} {self.symbol}")
+            self._event(f"topped up {format_units(event.amount)} {units}")
         elif event.kind in ("receipt", "final_receipt"):
             self.channel = self.channel or event.channel_id
-            self.spent = max(self.spent, event.amount)
             if event.kind == "final_receipt":
                 self._event(
-                    f"final receipt verified: {event.detail.get('units')} units, spent "
-                    f"{format_units(event.amount)} {self.symbol}"
+                    f"final receipt verified: {event.detail.get('units')} units, this request "
+                    f"{format_units(self.cost.cost(self.tokens))} {units}, channel spent "
+                    f"{format_units(event.amount)} {units}"
                 )
         self._refresh()
 
@@ -157,11 +218,21 @@ class StreamDisplay:
 
     # -- rendering ---------------------------------------------------------------------------
 
+    def _append(self, kind: str, text: str) -> None:
+        if self.segments and self.segments[-1][0] == kind and kind != "event":
+            self.segments[-1] = (kind, self.segments[-1][1] + text)
+        else:
+            self.segments.append((kind, text))
+
     def _event(self, line: str) -> None:
         if not self.show_events:
             return
-        self.events.append(line)
-        if (self._live is None or not self._stdout_tty) and not self._stderr_tty:
+        self._append("event", line)
+        if self._stdout_tty:
+            return  # part of the live transcript
+        if self._live is not None:
+            self._live.console.print(Text(f"[payment] {line}", style="cyan"))
+        else:
             self._plain(f"[payment] {line}\n")
 
     def _refresh(self) -> None:
@@ -180,10 +251,10 @@ class StreamDisplay:
         self.err.flush()
 
     def _render(self) -> Group:
-        parts: list[Text] = [Text(f"· {e}", style="cyan") for e in self.events[-8:]]
-        if self.reasoning:
-            parts.append(Text(self.reasoning, style="dim italic"))
-        parts.append(Text(self.answer))
+        parts: list[Text] = []
+        for kind, text in self.segments:
+            shown = f"· {text}" if kind == "event" else text
+            parts.append(Text(shown, style=_STYLE[kind]))
         parts.append(self._status_text())
         return Group(*parts)
 
@@ -193,8 +264,10 @@ class StreamDisplay:
     def _status_line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         left = self.deposit - self.signed if self.deposit else 0
+        spent = max(self.cost.channel_spent, 0)
         return (
-            f"tokens {self.tokens} · spent {format_units(self.spent)} {self.symbol} · "
+            f"tokens {self.tokens} · this request {format_units(self.cost.cost(self.tokens))} "
+            f"{self.symbol} · channel spent {format_units(spent)} {self.symbol} · "
             f"{self.tokens / elapsed:.0f} tok/s · channel {_short(self.channel) or '-'} · "
             f"deposit left {format_units(max(left, 0))} {self.symbol}"
         )
@@ -213,12 +286,15 @@ def payment_observer(
         sink.append(event)
         if display is not None:
             display.payment(event)
-        out.emit(
-            "payment",
-            kind=event.kind,
-            channelId=event.channel_id,
-            amount=event.amount,
-            seconds=round(event.seconds, 6),
-        )
+        # A closed stdout (`| head`) is remembered by `out`: the command stops at its
+        # next write instead of the transport logging the error of a callback.
+        with contextlib.suppress(BrokenPipeError):
+            out.emit(
+                "payment",
+                kind=event.kind,
+                channelId=event.channel_id,
+                amount=event.amount,
+                seconds=round(event.seconds, 6),
+            )
 
     return observe

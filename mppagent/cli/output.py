@@ -2,7 +2,7 @@
 
 Exit codes (documented in the README, never renumbered):
 
-== ==========================================================================
+=== =========================================================================
 0  success
 2  usage or configuration error (bad flags, missing key, unreadable config)
 3  refused by the local spending policy (nothing was signed)
@@ -10,7 +10,9 @@ Exit codes (documented in the README, never renumbered):
 5  payment rejected by the server (an RFC 9457 payment problem)
 6  network or upstream failure after retries (including HTTP errors)
 7  chain failure (RPC unreachable, transaction reverted)
-== ==========================================================================
+130 interrupted (Ctrl-C or SIGTERM); what was started is stopped first
+141 the reader of the output went away (e.g. ``| head``); nothing is printed
+=== =========================================================================
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ import json
 import sys
 from decimal import Decimal
 from typing import Any, TextIO
-
-import httpx
 
 from mppagent.errors import (
     ChainError,
@@ -44,6 +44,8 @@ EXIT = {
     "rejected": 5,
     "network": 6,
     "chain": 7,
+    "interrupted": 130,
+    "pipe": 141,
 }
 
 
@@ -57,11 +59,18 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT["misbehaviour"]
     if isinstance(exc, ChainError):
         return EXIT["chain"]
-    if isinstance(exc, ProtocolError | NetworkError | httpx.HTTPError | OSError):
+    if isinstance(exc, ProtocolError | NetworkError | OSError) or _is_http_error(exc):
         return EXIT["network"]
     if isinstance(exc, PaymentError):
         return EXIT["rejected"]
     return 1
+
+
+def _is_http_error(exc: BaseException) -> bool:
+    # httpx is imported only by commands that talk HTTP; if it is not loaded,
+    # nothing raised can be one of its errors (and start-up stays fast).
+    httpx = sys.modules.get("httpx")
+    return httpx is not None and isinstance(exc, httpx.HTTPError)
 
 
 def format_units(amount: int, decimals: int = 6) -> str:
@@ -76,13 +85,29 @@ class Output:
         self.json_mode = json_mode
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        self.closed = False  # the reader of stdout went away
+
+    def _write(self, text: str) -> None:
+        """Write to stdout; once the reader has gone, every write raises BrokenPipeError.
+
+        The first failure is remembered, so a write attempted from a callback
+        whose errors are swallowed (a payment observer) still ends the command
+        at its next write from the main flow.
+        """
+        if self.closed:
+            raise BrokenPipeError("stdout is closed")
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except BrokenPipeError:
+            self.closed = True
+            raise
 
     def emit(self, record_type: str, /, **fields: Any) -> None:
         """A JSON line on stdout (JSON mode only); integers become decimal strings."""
         if self.json_mode:
             record = {"type": record_type, **{k: _wire(v) for k, v in fields.items()}}
-            self.out.write(json.dumps(record, separators=(",", ":")) + "\n")
-            self.out.flush()
+            self._write(json.dumps(record, separators=(",", ":")) + "\n")
 
     def say(self, text: str) -> None:
         """A human line on stderr (text mode only): progress and payments, not results."""
@@ -93,8 +118,7 @@ class Output:
     def result(self, text: str) -> None:
         """A human line on stdout (text mode only): the command's result."""
         if not self.json_mode:
-            self.out.write(text + "\n")
-            self.out.flush()
+            self._write(text + "\n")
 
     def error(self, exc: BaseException, code: int) -> None:
         """Report a failure: one clear line (text) or an ``error`` object (JSON)."""

@@ -13,34 +13,38 @@ any HTTP client), and what comes back is parsed here whichever way it was paid.
         delta = parse_chunk(event.data)
 """
 
-from mppagent.llm.chat import (
-    ChatDelta,
-    MediaSource,
-    build_chat_request,
-    media_url,
-    parse_chunk,
-    parse_completion,
-    parse_param,
-    parse_params,
-)
-from mppagent.llm.errors import (
-    MAX_RETRY_DELAY,
-    ProviderError,
-    describe_http_error,
-    error_message,
-    retry_delay,
-    retryable,
-)
-from mppagent.llm.providers import (
-    BUILTIN_PROFILES,
-    DEFAULT_MAX_IMAGE_BYTES,
-    DEFAULT_MAX_VIDEO_BYTES,
-    RESERVED_BODY_FIELDS,
-    AuthMode,
-    ProviderProfile,
-    get_profile,
-    load_profiles,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mppagent._lazy import lazy_exports
+
+# Imported on first use, so importing one submodule (say the built-in profile
+# tables) does not load httpx and pydantic through this package.
+_EXPORTS: dict[str, str] = {
+    "ChatDelta": "mppagent.llm.chat",
+    "MediaSource": "mppagent.llm.chat",
+    "build_chat_request": "mppagent.llm.chat",
+    "media_url": "mppagent.llm.chat",
+    "parse_chunk": "mppagent.llm.chat",
+    "parse_completion": "mppagent.llm.chat",
+    "parse_param": "mppagent.llm.chat",
+    "parse_params": "mppagent.llm.chat",
+    "MAX_RETRY_DELAY": "mppagent.llm.errors",
+    "ProviderError": "mppagent.llm.errors",
+    "describe_http_error": "mppagent.llm.errors",
+    "error_message": "mppagent.llm.errors",
+    "retry_delay": "mppagent.llm.errors",
+    "retryable": "mppagent.llm.errors",
+    "BUILTIN_PROFILES": "mppagent.llm.providers",
+    "DEFAULT_MAX_IMAGE_BYTES": "mppagent.llm.providers",
+    "DEFAULT_MAX_VIDEO_BYTES": "mppagent.llm.providers",
+    "RESERVED_BODY_FIELDS": "mppagent.llm.providers",
+    "AuthMode": "mppagent.llm.providers",
+    "ProviderProfile": "mppagent.llm.providers",
+    "get_profile": "mppagent.llm.providers",
+    "load_profiles": "mppagent.llm.providers",
+}
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -66,3 +70,35 @@ __all__ = [
     "retry_delay",
     "retryable",
 ]
+
+if TYPE_CHECKING:
+    from mppagent.llm.chat import (
+        ChatDelta,
+        MediaSource,
+        build_chat_request,
+        media_url,
+        parse_chunk,
+        parse_completion,
+        parse_param,
+        parse_params,
+    )
+    from mppagent.llm.errors import (
+        MAX_RETRY_DELAY,
+        ProviderError,
+        describe_http_error,
+        error_message,
+        retry_delay,
+        retryable,
+    )
+    from mppagent.llm.providers import (
+        BUILTIN_PROFILES,
+        DEFAULT_MAX_IMAGE_BYTES,
+        DEFAULT_MAX_VIDEO_BYTES,
+        RESERVED_BODY_FIELDS,
+        AuthMode,
+        ProviderProfile,
+        get_profile,
+        load_profiles,
+    )
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mppagent.errors import ChainError
+from mppagent.errors import ChainError, ConfigError
 from mppagent.tempo.artifacts import load_artifact
 from mppagent.tempo.backend import (
     ChannelTerms,
@@ -65,6 +65,12 @@ class V1Backend:
     async def check_contract(self, escrow: str) -> bool:
         """Whether ``escrow`` runs the v1 code this agent ships (immutables masked)."""
         code = await self.chain.get_code(escrow)
+        if not code:  # nothing there: client and server are on different chains
+            raise ConfigError(
+                f"escrow {escrow} has no code on the chain at {self.chain.rpc_url} (chain "
+                f"{await self.chain.chain_id()}): the server is on another chain; point the "
+                "RPC URL at the server's chain"
+            )
         return load_artifact("TempoStreamChannel").matches_runtime(code)
 
     async def plan_open(

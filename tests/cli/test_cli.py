@@ -4,58 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mppagent.cli.output import exit_code_for, format_units
-from mppagent.devchain import DevAccount, DevChain
+from mppagent.devchain import DevAccount
 from mppagent.devserver import RunningServer
 from mppagent.errors import ChainError, ConfigError, PolicyViolation, ServerMisbehaviour
 from mppagent.protocol import VerificationFailedProblem
+from tests.cli.helpers import ENTRY, ROOT, chat_args, cli, faulty_request, lines
 from tests.support import ServerFactory
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(180)
-
-
-async def cli(
-    *args: str,
-    env: dict[str, str] | None = None,
-    stdin: bytes | None = None,
-) -> tuple[int, str, str]:
-    """Run ``python -m mppagent.cli`` (the console script's code) and collect its output."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "import sys; from mppagent.cli import main; sys.exit(main())",
-        *args,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(stdin), 170)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-def lines(stdout: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
-
-
-@pytest.fixture
-def payer_env(chain: DevChain, payer: DevAccount, tmp_path: Path) -> dict[str, str]:
-    return {
-        "MPPAGENT_PRIVATE_KEY": payer.private_key,
-        "MPPAGENT_RPC_URL": chain.rpc_url,
-        "MPPAGENT_STORE": str(tmp_path / "cli.db"),
-        "MPPAGENT_CONFIG": str(tmp_path / "absent.toml"),
-    }
 
 
 async def test_help_and_usage_errors() -> None:
@@ -153,26 +114,7 @@ async def test_policy_refusal_exit_3(server: RunningServer, payer_env: dict[str,
 
 
 async def test_misbehaving_server_exit_4(server: RunningServer, payer_env: dict[str, str]) -> None:
-    body = json.dumps(
-        {
-            "model": "mpp-fake-1",
-            "stream": True,
-            "max_tokens": 50,
-            "messages": [{"role": "user", "content": "hi"}],
-        }
-    )
-    code, _, err = await cli(
-        "request",
-        "POST",
-        f"{server.url}/v1/chat/completions",
-        "-H",
-        "content-type: application/json",
-        "-H",
-        "x-mpp-fault: wrong-challenge",
-        "--data",
-        body,
-        env=payer_env,
-    )
+    code, _, err = await faulty_request(server.url, "wrong-challenge", payer_env, tokens=50)
     assert code == 4, err
     assert "receipt_challenge" in err
 
@@ -203,17 +145,7 @@ async def test_request_streams_raw_sse(server: RunningServer, payer_env: dict[st
 
 
 async def test_channels_list_show_close(server: RunningServer, payer_env: dict[str, str]) -> None:
-    await cli(
-        "chat",
-        "hi",
-        "--base-url",
-        f"{server.url}/v1",
-        "--model",
-        "mpp-fake-1",
-        "--max-tokens",
-        "20",
-        env=payer_env,
-    )
+    await cli(*chat_args(f"{server.url}/v1", "--max-tokens", "20"), env=payer_env)
     code, out, err = await cli("channels", "list", "--json", env=payer_env)
     assert code == 0, err
     (channel,) = [r for r in lines(out) if r["type"] == "channel"]
@@ -234,7 +166,7 @@ async def test_channels_list_show_close(server: RunningServer, payer_env: dict[s
 
 async def test_configuration_errors_exit_2(payer_env: dict[str, str]) -> None:
     env = {k: v for k, v in payer_env.items() if k != "MPPAGENT_PRIVATE_KEY"}
-    code, _, err = await cli("channels", "list", env=env)
+    code, _, err = await cli("channels", "sync", env=env)
     assert code == 2
     assert "MPPAGENT_PRIVATE_KEY" in err
     code, _, err = await cli("chat", "hi", "--provider", "nope", env=payer_env)
@@ -253,7 +185,7 @@ async def test_config_file_sets_policy(
     )
     assert code == 3, err
     config.write_text("[policy\n")
-    code, _, err = await cli("channels", "list", env=env)
+    code, _, err = await cli("channels", "sync", env=env)
     assert code == 2
     assert "cannot read config file" in err
 
@@ -332,7 +264,7 @@ async def test_key_from_encrypted_keystore(
     assert code == 0, err
     assert lines(out)[-1]["tokens"] == "5"
     env["MPPAGENT_KEYSTORE_PASSWORD"] = "wrong"
-    code, _, err = await cli("channels", "list", env=env)
+    code, _, err = await cli("channels", "sync", env=env)
     assert code == 2
     assert "cannot decrypt keystore" in err
     assert payer.private_key[2:] not in err
@@ -340,9 +272,7 @@ async def test_key_from_encrypted_keystore(
 
 async def test_devnet_prints_its_environment_and_cleans_up_on_sigterm() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "import sys; from mppagent.cli import main; sys.exit(main())",
+        *ENTRY,
         "devnet",
         "--json",
         cwd=ROOT,

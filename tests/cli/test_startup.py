@@ -1,0 +1,121 @@
+"""Start-up: commands that touch no chain or network load none of the heavy stack.
+
+Timing itself is measured by ``benchmarks/startup.py`` (ratios against a bare
+interpreter); these tests pin the cause of a slow start -- which modules a
+command imports -- because that is deterministic on a busy machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from mppagent.cli import build_parser
+from tests.cli.helpers import ROOT
+
+HEAVY = ("web3", "httpx", "pydantic", "eth_account", "structlog", "rich", "asyncio", "uvicorn")
+
+PROBE = """
+import sys
+from mppagent.cli import main
+code = main(sys.argv[1:])
+heavy = sorted(m for m in {heavy!r} if m in sys.modules)
+print("LOADED=" + ",".join(heavy), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+async def _loaded(*args: str, env: dict[str, str]) -> tuple[int, list[str], str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        PROBE.format(heavy=HEAVY),
+        *args,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await process.communicate()
+    text = err.decode()
+    marker = text.rsplit("LOADED=", 1)[1].strip()
+    return process.returncode or 0, [m for m in marker.split(",") if m], text
+
+
+async def test_importing_the_cli_loads_no_web3() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys, mppagent.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        f"{HEAVY!r}))",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await process.communicate()
+    assert out.decode().strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("--help",), 0),
+        (("--version",), 0),
+        ((), 0),
+        (("providers",), 0),
+        (("providers", "--json"), 0),
+        (("chat", "--no-such-flag"), 2),
+        (("chat", "hi", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"), 2),  # no key
+        (("chat", "hi", "--provider", "nope"), 2),
+        (("channels", "list"), 0),
+        (("channels", "show", "0xdeadbeef"), 2),
+    ],
+)
+async def test_fast_commands_import_nothing_heavy(
+    args: tuple[str, ...], code: int, tmp_path: Path
+) -> None:
+    env = {
+        "MPPAGENT_CONFIG": str(tmp_path / "absent.toml"),
+        "MPPAGENT_STORE": str(tmp_path / "store.db"),
+        "MPPAGENT_PRIVATE_KEY": "",
+        "MPPAGENT_RPC_URL": "",
+    }
+    returned, loaded, err = await _loaded(*args, env=env)
+    assert returned == code, err
+    assert loaded == [], f"{args} imported {loaded}"
+
+
+async def test_a_paying_command_does_load_the_stack(tmp_path: Path) -> None:
+    """The probe can fail: a command that reaches the network imports httpx."""
+    env = {
+        "MPPAGENT_CONFIG": str(tmp_path / "absent.toml"),
+        "MPPAGENT_STORE": str(tmp_path / "store.db"),
+        "MPPAGENT_PRIVATE_KEY": "0x" + "11" * 32,
+        "MPPAGENT_RPC_URL": "http://127.0.0.1:9",
+    }
+    args = ("chat", "hi", "--base-url", "http://127.0.0.1:9/v1", "--model", "m")
+    returned, loaded, _ = await _loaded(*args, env=env)
+    assert returned in (6, 7)
+    assert "httpx" in loaded
+
+
+def test_every_option_has_help() -> None:
+    missing: list[str] = []
+
+    def walk(parser: object, path: str) -> None:
+        import argparse
+
+        assert isinstance(parser, argparse.ArgumentParser)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, f"{path} {name}")
+            elif not action.help or action.help == argparse.SUPPRESS:
+                missing.append(f"{path}: {action.option_strings or action.dest}")
+
+    walk(build_parser(), "mppagent")
+    assert missing == []
