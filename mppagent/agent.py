@@ -27,6 +27,7 @@ from typing import Any, Self
 import httpx
 
 from mppagent.errors import ConfigError, NetworkError, PolicyViolation, StoreError
+from mppagent.llm.meters import MeterSpec
 from mppagent.protocol import parse_challenges, parse_problem
 from mppagent.session.channels import ChannelManager
 from mppagent.session.closing import CloseResult, ForcedCloseResult
@@ -45,7 +46,9 @@ from mppagent.transport.paying import (
     Observer,
     PaidStream,
     PaymentTransport,
+    default_meter,
     deliver,
+    meter_factory,
 )
 from mppagent.transport.sse import SSEEvent, SSEParser
 
@@ -78,6 +81,7 @@ class Agent:
         delegate_signer: bool = False,
         voucher_deadline: float = 45.0,
         chain_timeout: float = 10.0,
+        meter: MeterSpec | None = None,
     ) -> None:
         if wallet is None:
             if private_key is None:
@@ -101,6 +105,7 @@ class Agent:
             inner=transport,
             observer=observer,
             voucher_deadline=voucher_deadline,
+            meter_factory=default_meter if meter is None else meter_factory(meter),
         )
         self.http = httpx.AsyncClient(
             transport=self.transport, timeout=httpx.Timeout(timeout, connect=10.0)

@@ -114,7 +114,8 @@ async def _chat(plan: _Plan, settings: Settings, out: Output) -> int:
             display.symbol = _symbol(settings, agent, event.channel_id)
         show(event)
 
-    agent = agent_from(settings, observer=observe) if plan.paying else None
+    meter = plan.profile.meter_spec() if plan.profile else None
+    agent = agent_from(settings, observer=observe, meter=meter) if plan.paying else None
     http = agent.http if agent else httpx.AsyncClient(timeout=60)
     tokens = 0
     try:

@@ -15,6 +15,7 @@ from mppagent.cli.config import Settings, load_settings
 
 if TYPE_CHECKING:
     from mppagent.agent import Agent
+    from mppagent.llm.meters import MeterSpec
     from mppagent.session.store import SqliteChannelStore
     from mppagent.transport.paying import Observer
 
@@ -48,7 +49,9 @@ def open_store(settings: Settings) -> SqliteChannelStore:
     return SqliteChannelStore.default()
 
 
-def agent_from(settings: Settings, *, observer: Observer | None = None) -> Agent:
+def agent_from(
+    settings: Settings, *, observer: Observer | None = None, meter: MeterSpec | None = None
+) -> Agent:
     """The paying agent described by ``settings``.
 
     The key and the RPC URL are checked before anything heavy is imported.
@@ -64,6 +67,7 @@ def agent_from(settings: Settings, *, observer: Observer | None = None) -> Agent
         policy=policy,
         store=open_store(settings),
         observer=observer,
+        meter=meter,
     )
 
 

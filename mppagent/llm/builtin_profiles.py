@@ -50,6 +50,7 @@ BUILTIN_TABLES: Final[tuple[dict[str, object], ...]] = (
         name="mpp-router",
         base_url="https://router.example/v1",
         auth="mpp",
+        meter="event",  # routers on the reference SDK bill one unit per SSE data event
         default_model="auto",
         stream_default=True,
         include_usage=True,

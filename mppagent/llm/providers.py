@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Final, Literal, Self, TypeAlias
+from typing import TYPE_CHECKING, Final, Literal, Self, TypeAlias
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -33,6 +33,9 @@ from pydantic import (
 from mppagent.errors import ConfigError
 from mppagent.llm.builtin_profiles import BUILTIN_TABLES
 from mppagent.protocol import JSON
+
+if TYPE_CHECKING:
+    from mppagent.llm.meters import MeterSpec
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -80,6 +83,14 @@ class ProviderProfile(BaseModel):
       description (shown to users; requests are not checked against it).
     * ``max_image_bytes`` / ``max_video_bytes`` -- local files larger than this are
       refused before they are read.
+    * ``meter`` / ``bills_prompt`` -- how the provider bills, so the payment gate
+      knows what an honest bill for the delivered text may be
+      (:mod:`mppagent.llm.meters`): ``"event"`` (one unit per SSE data event, as
+      servers on the reference SDK do), ``"chunk"`` (one per text chunk),
+      ``"token"`` (per token, bounded by the text's bytes) or ``"request"``;
+      unset: the default for the challenge's ``unitType``, which pays all of these.
+      ``bills_prompt``: the provider bills the prompt up front, so an allowance for
+      it (bounded by the request body) is granted before any token arrives.
 
     Frozen: a profile is shared configuration, so derive changed copies with
     ``model_copy(update=...)`` or :func:`load_profiles` instead of mutating.
@@ -101,6 +112,8 @@ class ProviderProfile(BaseModel):
     error_hints: dict[int, str] = Field(default_factory=dict)
     vendor_params: dict[str, str] = Field(default_factory=dict)
     description: str = ""
+    meter: Literal["event", "chunk", "token", "request"] | None = None
+    bills_prompt: bool = False
 
     @field_validator("name")
     @classmethod
@@ -189,6 +202,17 @@ class ProviderProfile(BaseModel):
         source = os.environ if env is None else env
         value = source.get(self.api_key_env, "").strip()
         return value or None
+
+    def meter_spec(self) -> MeterSpec | None:
+        """The meter this provider's billing needs (``None``: the unit type's default)."""
+        from mppagent.llm.meters import MeterSpec, default_spec
+
+        if self.meter is None and not self.bills_prompt:
+            return None
+        if self.meter is None:
+            base = default_spec("llm_token")
+            return MeterSpec(**{**vars(base), "bills_prompt": True})
+        return MeterSpec(kind=self.meter, bills_prompt=self.bills_prompt)
 
     def request_headers(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
         """Headers for a request: the profile's own plus ``Authorization`` when a key applies.

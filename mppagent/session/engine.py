@@ -181,10 +181,10 @@ class PaidExchange:
         self._initial_deposit = initial_deposit
         self._verified_in_request = not unverified
         self._max_spent = gate.baseline
-        self._max_accepted = 0
         self._final: SessionReceipt | None = None
         self._vouchers = 0
         self._contradictions = 0
+        self._receipts = 0
         self._window: int | None = None
         self._steady = 0
         self.under_billed = 0
@@ -235,6 +235,11 @@ class PaidExchange:
     def verified(self) -> bool:
         """Whether a receipt verified this request (or the channel was already verified)."""
         return self._verified_in_request
+
+    @property
+    def receipts_seen(self) -> int:
+        """Receipts verified in this request (header, voucher answers, final)."""
+        return self._receipts
 
     @property
     def billed(self) -> int | None:
@@ -372,8 +377,8 @@ class PaidExchange:
         if final:
             self._final_checks(receipt)
         self._max_spent = max(self._max_spent, receipt.spent)
-        self._max_accepted = max(self._max_accepted, receipt.accepted_cumulative)
         self._verified_in_request = True
+        self._receipts += 1
 
     def _final_checks(self, receipt: SessionReceipt) -> None:
         allowed_units = self.bound + self._policy.unit_tolerance

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import httpx
 
-from mppagent.llm.meters import Meter, default_spec, make_meter
+from mppagent.llm.meters import Meter, MeterSpec, default_spec, make_meter
 from mppagent.logging import get_logger
 from mppagent.protocol import parse_challenges
 from mppagent.session.channels import ChannelManager
@@ -56,6 +56,15 @@ MeterFactory = Callable[[str | None, bytes], Meter]
 def default_meter(unit_type: str | None, request_body: bytes) -> Meter:
     """The meter :func:`~mppagent.llm.meters.default_spec` picks for ``unitType``."""
     return make_meter(default_spec(unit_type), unit_type, request_body)
+
+
+def meter_factory(spec: MeterSpec) -> MeterFactory:
+    """Meters of one kind (a provider profile's), whatever the challenge's ``unitType``."""
+
+    def make(unit_type: str | None, request_body: bytes) -> Meter:
+        return make_meter(spec, unit_type, request_body)
+
+    return make
 
 
 class PaymentTransport(httpx.AsyncBaseTransport):

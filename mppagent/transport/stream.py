@@ -137,6 +137,10 @@ class PaidStream(httpx.AsyncByteStream):
                 else:
                     rest.append(event)
             if exchange.final is None:
+                if exchange.receipts_seen == 0:
+                    # Paid, and not one receipt: nothing the server billed was checked.
+                    manager.store.mark_unverified(self.record.channel_id)
+                    self.t.emit(PaymentEvent("unverified", self.record.channel_id))
                 raise StreamInterrupted(
                     f"the paid stream from {self.url} ended without a final receipt "
                     f"({exchange.delivered} units delivered); channel state is saved"
