@@ -326,19 +326,22 @@ class AgentChannels:
             raise ServerMisbehaviour("close_tx", f"{receipt.tx_hash} did not close our channel")
         values: Mapping[str, int | str] = closed[0].values
         paid, refunded = int(values["settledToPayee"]), int(values["refundedToPayer"])
+        # The escrow wipes a finalized channel (only ``finalized`` survives), so the deposit
+        # to check the refund against is ours, kept in step with the chain at open/topUp.
+        deposit = record.deposit
         state = await escrow.get_channel(record.channel_id)
-        if paid != amount or refunded != state.deposit - amount or not state.finalized:
+        if paid != amount or refunded != deposit - amount or not state.finalized:
             raise ServerMisbehaviour(
                 "close_amounts",
                 f"close paid {paid} and refunded {refunded}; expected {amount} and "
-                f"{state.deposit - amount}",
+                f"{deposit - amount}",
             )
         for op in manager.store.operations(
             record.channel_id, kind=OperationKind.CLOSE, state=OperationState.PENDING
         ):
             manager.store.finish_operation(op.op_id, OperationState.CONFIRMED)
         manager.store.update(record.channel_id, status=ChannelStatus.CLOSED, settled=paid)
-        return CloseResult(record.channel_id, state.deposit, paid, refunded, receipt.tx_hash)
+        return CloseResult(record.channel_id, deposit, paid, refunded, receipt.tx_hash)
 
 
 _DONE = (ChannelStatus.CLOSED, ChannelStatus.FAILED)

@@ -457,7 +457,14 @@ class ChannelManager:
         state = await self.escrow(record.scope.escrow).get_channel(record.channel_id)
         changes: dict[str, object] = {}
         if state.exists:
-            changes.update(deposit=state.deposit, settled=state.settled)
+            if not state.cleared:
+                changes.update(deposit=state.deposit, settled=state.settled)
+            elif record.status != ChannelStatus.CLOSED:
+                # Finalized and wiped on chain: the final amount survives only in the event.
+                escrow = self.escrow(record.scope.escrow)
+                closed = await escrow.closed_event(record.channel_id)
+                if closed is not None:
+                    changes["settled"] = int(closed.values["settledToPayee"])
             if state.finalized:
                 changes["status"] = ChannelStatus.CLOSED
             elif state.close_requested_at:
