@@ -496,6 +496,14 @@ async def test_unknown_and_finalized_channels_are_gone(
         response = await pay_head(http, payer.close(channel_id, 0))
         assert_problem(response, "session/channel-finalized", 410, body=False)
 
+    # A server that never saw the channel (fresh state) reads it from the chain, where the
+    # escrow has wiped it except ``finalized``: still channel-finalized, not "not found".
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    async with asgi_client(make_config(chain, fresh)) as http:
+        response = await pay_head(http, payer.voucher(channel_id, 1000))
+        assert_problem(response, "session/channel-finalized", 410, body=False)
+
 
 # -- 4. top-up -----------------------------------------------------------------------------------
 
