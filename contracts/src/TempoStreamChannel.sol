@@ -24,7 +24,8 @@ import {ITempoStreamChannel} from "./ITempoStreamChannel.sol";
 ///    event and string errors the deployed contract does not have).
 ///  - Behaviour follows the deployed contract where clients can observe it: finalizing clears a
 ///    channel's record except `finalized` (the id can never be opened again, so old vouchers can
-///    never become redeemable again); `close` with an amount at or below `settled` just closes;
+///    never become redeemable again); `close` emits only `ChannelClosed` (no `Settled`), and
+///    with an amount at or below `settled` it just closes;
 ///    a second `requestClose` is a no-op that keeps the first grace period; `withdraw` emits
 ///    `ChannelExpired` before `ChannelClosed`; zero deposits and top-ups are allowed (the ABI
 ///    has no error for them, and they move no funds).
