@@ -468,33 +468,53 @@ class SessionPayee:
                 await self.chain.send_and_wait(tx, context="close")
             except ContractReverted as exc:
                 raise VerificationFailedProblem(f"close reverted: {exc.error_name}") from None
+            # The debt is recorded with the finalization, so a failed or interrupted refund
+            # is retried (return_owed_refunds) rather than forgotten.
             channel = self.state.put(
-                replace(channel, finalized=True, close_tx=tx.hash, settled=spent)
+                replace(
+                    channel,
+                    finalized=True,
+                    close_tx=tx.hash,
+                    settled=spent,
+                    refund_owed=redeem - spent,
+                )
             )
             self._chain_seen.pop(channel_id, None)
-            if redeem > spent:
-                await self._return_overcapture(channel, redeem - spent)
+            if channel.refund_owed:
+                channel = await self._return_overcapture(channel)
         self._wake(channel_id)
         log.info("session.close", channel=channel_id, captured=spent, redeemed=redeem)
         return Accepted("close", channel, challenge, tx.hash)
 
-    async def _return_overcapture(self, channel: ServerChannel, excess: int) -> None:
-        """Send back what ``close`` paid beyond ``spent`` (the voucher held was higher)."""
+    async def return_owed_refunds(self) -> None:
+        """Retry every close refund still owed (a failed transfer or a crash after a close)."""
+        for channel in self.state.owed_refunds():
+            async with self.lock(channel.channel_id):
+                current = self.state.get(channel.channel_id) or channel
+                if current.refund_owed:
+                    await self._return_overcapture(current)
+
+    async def _return_overcapture(self, channel: ServerChannel) -> ServerChannel:
+        """Send the payer what ``close`` paid beyond ``spent``; clear the debt once mined."""
         token = Token(self.chain, self.token)
         try:
-            tx = await token.sign_transfer(self.wallet, channel.payer, excess)
+            tx = await token.sign_transfer(self.wallet, channel.payer, channel.refund_owed)
             await self.chain.send_and_wait(tx, context="close refund")
         except ChainError as exc:
-            # The channel is closed either way; the payer is owed ``excess`` by the payee.
             log.error(
                 "session.close.refund_failed",
                 channel=channel.channel_id,
-                payer=channel.payer,
-                amount=excess,
+                amount=channel.refund_owed,
                 error=str(exc),
             )
-            return
-        log.info("session.close.refund", channel=channel.channel_id, amount=excess, tx=tx.hash)
+            return channel
+        log.info(
+            "session.close.refund",
+            channel=channel.channel_id,
+            amount=channel.refund_owed,
+            tx=tx.hash,
+        )
+        return self.state.put(replace(channel, refund_owed=0))
 
     # -- metering ------------------------------------------------------------------------------
 

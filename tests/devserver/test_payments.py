@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -705,6 +706,33 @@ async def test_cooperative_close_captures_exactly_spent(
     row = stored(config, channel_id)
     assert row is not None
     assert (row["finalized"], row["close_tx"], row["settled"]) == (1, receipt.tx_hash, "300")
+    assert row["refund_owed"] == "0"  # paid back already
+
+
+async def test_owed_close_refund_is_paid_when_the_server_starts(
+    chain: DevChain, tmp_path: Path, payer: Payer, client: ChainClient
+) -> None:
+    """A refund the server could not send (crash, chain down) stays owed and is retried."""
+    config = make_config(chain, tmp_path)
+    async with asgi_client(config) as http:
+        channel_id, _ = await open_channel(http, payer, DEPOSIT)
+        await _spend_300_of_2000(http, payer, channel_id)
+        assert (await pay_head(http, payer.close(channel_id, 2000))).status_code == 200
+    assert await payer.balance() == FUNDED - 300
+    # As if the transfer after the close had failed: the debt is on record.
+    db = sqlite3.connect(config.state_path)
+    with db:
+        db.execute("UPDATE channels SET refund_owed = '1700' WHERE channel_id = ?", (channel_id,))
+    db.close()
+    async with asgi_client(config) as http:
+        assert (await http.head(PATH)).status_code == 402  # first use starts the payee
+    assert await payer.balance() == FUNDED - 300 + 1700
+    row = stored(config, channel_id)
+    assert row is not None
+    assert row["refund_owed"] == "0"
+    async with asgi_client(config) as http:  # paid once, not again
+        assert (await http.head(PATH)).status_code == 402
+    assert await payer.balance() == FUNDED - 300 + 1700
 
 
 async def test_close_with_nothing_spent_redeems_no_voucher(
