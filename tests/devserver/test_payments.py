@@ -619,14 +619,16 @@ async def _transfers(client: ChainClient, token: str, tx_hash: str) -> list[tupl
     ]
 
 
-async def _spend_300_of_2000(http: httpx.AsyncClient, payer: Payer, channel_id: str) -> None:
-    """Authorize 2000, consume 12 tokens = 300."""
+async def _open_and_spend_300_of_2000(http: httpx.AsyncClient, payer: Payer) -> str:
+    """Open a channel, authorize 2000 and consume 12 tokens = 300; returns the channel id."""
+    channel_id, _ = await open_channel(http, payer, DEPOSIT)
     challenge = await fresh_challenge(http)
     response = await http.post(
         PATH, json=chat(12), headers=authorization(challenge, payer.voucher(channel_id, 2000))
     )
     assert response.status_code == 200, response.text
     assert header_receipt(response).spent == 300
+    return channel_id
 
 
 async def test_close_voucher_outside_spent_to_accepted_is_refused(
@@ -634,8 +636,7 @@ async def test_close_voucher_outside_spent_to_accepted_is_refused(
 ) -> None:
     config = make_config(chain, tmp_path)
     async with asgi_client(config) as http:
-        channel_id, _ = await open_channel(http, payer, DEPOSIT)
-        await _spend_300_of_2000(http, payer, channel_id)
+        channel_id = await _open_and_spend_300_of_2000(http, payer)
         for wrong in (299, 0, 2001, DEPOSIT):
             response = await pay_head(http, payer.close(channel_id, wrong))
             assert_problem(response, "verification-failed", body=False)
@@ -665,8 +666,7 @@ async def test_cooperative_close_captures_exactly_spent(
     escrow = Escrow(client, chain.escrow)
     payee_before = await payer.token.balance_of(payee)
     async with asgi_client(config) as http:
-        channel_id, _ = await open_channel(http, payer, DEPOSIT)
-        await _spend_300_of_2000(http, payer, channel_id)
+        channel_id = await _open_and_spend_300_of_2000(http, payer)
         challenge = await fresh_challenge(http)
         response = await http.post(
             PATH, json=chat(), headers=authorization(challenge, payer.close(channel_id, close_at))
@@ -715,8 +715,7 @@ async def test_owed_close_refund_is_paid_when_the_server_starts(
     """A refund the server could not send (crash, chain down) stays owed and is retried."""
     config = make_config(chain, tmp_path)
     async with asgi_client(config) as http:
-        channel_id, _ = await open_channel(http, payer, DEPOSIT)
-        await _spend_300_of_2000(http, payer, channel_id)
+        channel_id = await _open_and_spend_300_of_2000(http, payer)
         assert (await pay_head(http, payer.close(channel_id, 2000))).status_code == 200
     assert await payer.balance() == FUNDED - 300
     # As if the transfer after the close had failed: the debt is on record.

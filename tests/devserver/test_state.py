@@ -6,30 +6,25 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
+from mppagent.devserver import state as state_module
 from mppagent.devserver.state import ServerState
 
-_OLD_SCHEMA = """
-CREATE TABLE channels (
-    channel_id TEXT PRIMARY KEY,
-    payer TEXT NOT NULL,
-    authorized_signer TEXT NOT NULL,
-    deposit TEXT NOT NULL,
-    settled TEXT NOT NULL,
-    accepted TEXT NOT NULL,
-    accepted_signature TEXT,
-    spent TEXT NOT NULL,
-    finalized INTEGER NOT NULL DEFAULT 0,
-    close_tx TEXT,
-    updated_at REAL NOT NULL
-);
-INSERT INTO channels VALUES ('0xc1', '0xaa', '0x00', '1000', '0', '500', NULL, '300', 1, '0xt', 0);
-"""
+# The schema as it was before the column: today's, minus that one line.
+_COLUMN = "    refund_owed TEXT NOT NULL DEFAULT '0',\n"
+assert _COLUMN in state_module._SCHEMA
+_OLD_SCHEMA = state_module._SCHEMA.replace(_COLUMN, "")
+_OLD_ROW = (
+    "INSERT INTO channels VALUES ('0xc1', '0xaa', '0x00', '1000', '0', '500', NULL, '300', 1,"
+    " '0xt', 0)"
+)
 
 
 def test_database_without_refund_column_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
     db.executescript(_OLD_SCHEMA)
+    with db:
+        db.execute(_OLD_ROW)
     db.close()
 
     state = ServerState(path)
