@@ -456,15 +456,15 @@ class ChannelManager:
         record = self._require(channel_id)
         state = await self.escrow(record.scope.escrow).get_channel(record.channel_id)
         changes: dict[str, object] = {}
-        if state.exists:
-            if not state.cleared:
-                changes.update(deposit=state.deposit, settled=state.settled)
-            elif record.status != ChannelStatus.CLOSED:
-                # Finalized and wiped on chain: the final amount survives only in the event.
-                escrow = self.escrow(record.scope.escrow)
-                closed = await escrow.closed_event(record.channel_id)
+        if state.cleared:
+            # Finalized and wiped on chain: the final amount survives only in the event.
+            if record.status != ChannelStatus.CLOSED:
+                closed = await self.escrow(record.scope.escrow).closed_event(record.channel_id)
                 if closed is not None:
                     changes["settled"] = int(closed.values["settledToPayee"])
+                changes["status"] = ChannelStatus.CLOSED
+        elif state.exists:
+            changes.update(deposit=state.deposit, settled=state.settled)
             if state.finalized:
                 changes["status"] = ChannelStatus.CLOSED
             elif state.close_requested_at:

@@ -248,7 +248,7 @@ class SessionPayee:
             raise VerificationFailedProblem("authorizedSigner does not match the transaction")
         async with self.lock(channel_id):
             state = await self._chain_state(channel_id, fresh=True)
-            if not state.exists:
+            if not state.exists and not state.finalized:
                 try:
                     raw = SignedTransaction(payload.transaction, tx.hash, tx.nonce, tx.sender)
                     await self.chain.send_and_wait(raw, context="open")
@@ -609,10 +609,10 @@ class SessionPayee:
         return state
 
     def _check_usable(self, state: ChannelState) -> None:
+        if state.finalized:  # first: the escrow clears payer, payee and token when it finalizes
+            raise ChannelFinalizedProblem(extras={"channelId": state.channel_id})
         if not state.exists:
             raise ChannelNotFoundProblem(extras={"channelId": state.channel_id})
-        if state.finalized:  # first: the escrow clears payee and token when it finalizes
-            raise ChannelFinalizedProblem(extras={"channelId": state.channel_id})
         if state.payee != self.payee or state.token != self.token:
             raise VerificationFailedProblem("the channel does not pay this server in this token")
         if state.close_requested_at:

@@ -133,12 +133,16 @@ class ChannelState:
 
     @property
     def exists(self) -> bool:
-        """False for an id the escrow has never seen (a finalized channel exists)."""
-        return self.payer != ZERO_ADDRESS or self.finalized
+        """Whether the escrow holds a record for this id: never opened, or wiped, reads False."""
+        return self.payer != ZERO_ADDRESS
 
     @property
     def cleared(self) -> bool:
-        """Finalized and wiped: payer, payee, token and amounts are gone (all zero)."""
+        """Finalized and wiped: payer, payee, token and amounts are gone (all zero).
+
+        Tells a closed channel (``exists`` False, ``finalized`` True) from an id the
+        escrow has never seen (both False).
+        """
         return self.finalized and self.payer == ZERO_ADDRESS
 
     @property

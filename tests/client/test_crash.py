@@ -83,7 +83,7 @@ async def finish_and_reconcile(
             assert result.paid == server_view.spent
             assert result.refunded == result.deposit - result.paid
         state = await agent.manager.escrow(chain.escrow).get_channel(record.channel_id)
-        if state.exists:
+        if state.exists or state.finalized:
             assert state.finalized, record.channel_id
             # The escrow wipes finalized channels; the agent's record keeps what was paid.
             total_paid += agent.channels.get(record.channel_id).settled

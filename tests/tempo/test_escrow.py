@@ -294,7 +294,7 @@ async def test_full_lifecycle_exact_balances(p: Parties) -> None:
         close_requested_at=0,
         finalized=True,
     )
-    assert state.exists
+    assert not state.exists  # wiped: only ``finalized`` tells it from an unknown id
     assert state.cleared
     # The amounts survive only in the event, which a client can find again by channel id.
     assert await p.escrow.closed_event(channel_id) == closed
