@@ -77,3 +77,38 @@ def receipt(spent: int, accepted: int, *, units: int | None = None, **over: str)
         data["units"] = units
     data.update(over)
     return SessionReceipt.model_validate(data)
+
+
+# -- voucher signature encodings ---------------------------------------------------------------
+
+#: secp256k1 group order: ``(r, N - s)`` is the high-s twin of a signature ``(r, s)``.
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def split(signature: str) -> tuple[int, int, int]:
+    """``(r, s, v)`` of a 65-byte 0x-hex signature."""
+    raw = bytes.fromhex(signature[2:])
+    assert len(raw) == 65
+    return int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"), raw[64]
+
+
+def join(r: int, s: int, v: int) -> str:
+    """65-byte 0x-hex r ‖ s ‖ v."""
+    return "0x" + r.to_bytes(32, "big").hex() + s.to_bytes(32, "big").hex() + format(v, "02x")
+
+
+def compact(signature: str) -> str:
+    """EIP-2098 form: r ‖ (yParity << 255 | s)."""
+    r, s, v = split(signature)
+    return "0x" + r.to_bytes(32, "big").hex() + ((v - 27) << 255 | s).to_bytes(32, "big").hex()
+
+
+def signature_forms(signature: str) -> dict[str, str]:
+    """One canonical (v = 27/28, low s) signature in each encoding a client might send."""
+    r, s, v = split(signature)
+    return {
+        "v27": signature,
+        "v01": join(r, s, v - 27),
+        "compact": compact(signature),
+        "high_s": join(r, SECP256K1_N - s, 55 - v),
+    }

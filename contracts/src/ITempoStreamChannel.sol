@@ -3,45 +3,56 @@ pragma solidity ^0.8.24;
 
 /// @title ITempoStreamChannel
 /// @notice Interface of the v1 escrow for the Machine Payments Protocol "session" intent
-///         (draft-tempo-session-00, "Legacy Contract Reference Implementation"), plus the few
-///         extra custom errors this implementation uses for inputs the draft leaves open.
-/// @dev Clients talk to the escrow through this ABI only. Amounts are token base units; the
-///      draft's tokens have 6 decimals, but nothing here depends on that.
+///         (draft-tempo-session-00), ABI-identical to the `TempoStreamChannel` deployed on Tempo
+///         (mainnet 4217 at 0x33b901018174DDabE4841042ab76ba85D4e24f25, Moderato 42431 at
+///         0xe1c4d3dce17bc111181ddf716f75bae49e61a336): the same function selectors, the same
+///         field order in `Channel`, the same events and the same custom errors.
+/// @dev Clients talk to any v1 escrow through this ABI only, so a client tested against this
+///      implementation encodes and decodes exactly what the deployed contract expects
+///      (`tests/tempo/test_escrow_abi.py` compares the two ABIs item by item). Amounts are token
+///      base units; the draft's tokens have 6 decimals, but nothing here depends on that.
 interface ITempoStreamChannel {
-    /// @notice On-chain state of one channel. A channel exists when `payer != address(0)`.
+    /// @notice On-chain state of one channel, in the deployed contract's field order (the first
+    ///         three fields share one storage slot).
+    /// @dev A live channel has `payer != address(0)`. A finalized channel keeps only
+    ///      `finalized == true`: every other field is cleared on `close`/`withdraw`, exactly as
+    ///      the deployed escrow does, so readers must not expect amounts after finalization
+    ///      (the `ChannelClosed` event carries them).
+    /// @param finalized True once the channel has been closed or withdrawn; final forever.
+    /// @param closeRequestedAt Timestamp of a pending forced-close request, 0 when none.
     /// @param payer Account that opened the channel and funds it.
     /// @param payee Account paid by vouchers; the only one that may settle or close cooperatively.
-    /// @param token ERC-20 token the deposit is held in.
+    /// @param token ERC-20 (TIP-20) token the deposit is held in.
     /// @param authorizedSigner Voucher signer; `address(0)` means the payer signs its own vouchers.
     /// @param deposit Total deposited so far (open plus every top-up).
     /// @param settled Cumulative amount already paid out to the payee (never decreases).
-    /// @param closeRequestedAt Timestamp of a pending forced-close request, 0 when none.
-    /// @param finalized True once the channel has been closed or withdrawn; final forever.
     struct Channel {
+        bool finalized;
+        uint64 closeRequestedAt;
         address payer;
         address payee;
         address token;
         address authorizedSigner;
         uint128 deposit;
         uint128 settled;
-        uint64 closeRequestedAt;
-        bool finalized;
     }
 
     // ------------------------------------------------------------------ events
 
-    /// @notice A channel was opened and `deposit` pulled from `payer`.
+    /// @notice A channel was opened and `deposit` pulled from `payer`; `salt` lets a watcher
+    ///         recompute the channel id from the event alone.
     event ChannelOpened(
         bytes32 indexed channelId,
         address indexed payer,
         address indexed payee,
         address token,
         address authorizedSigner,
+        bytes32 salt,
         uint256 deposit
     );
 
-    /// @notice The payee redeemed a voucher: `deltaPaid` moved to the payee, `newSettled` is the
-    ///         channel's settled total afterwards (equal to `cumulativeAmount`).
+    /// @notice The payee redeemed a voucher with `settle`: `deltaPaid` moved to the payee,
+    ///         `newSettled` is the channel's settled total afterwards (equal to `cumulativeAmount`).
     event Settled(
         bytes32 indexed channelId,
         address indexed payer,
@@ -55,9 +66,6 @@ interface ITempoStreamChannel {
     event CloseRequested(
         bytes32 indexed channelId, address indexed payer, address indexed payee, uint256 closeGraceEnd
     );
-
-    /// @notice A pending forced-close request was cancelled (by a top-up).
-    event CloseRequestCancelled(bytes32 indexed channelId, address indexed payer, address indexed payee);
 
     /// @notice The payer added `additionalDeposit`; the channel now holds `newDeposit` in total.
     event TopUp(
@@ -81,7 +89,14 @@ interface ITempoStreamChannel {
         uint256 refundedToPayer
     );
 
-    // ------------------------------------------------------------------ errors (draft appendix)
+    /// @notice A pending forced-close request was cancelled (by a top-up).
+    event CloseRequestCancelled(bytes32 indexed channelId, address indexed payer, address indexed payee);
+
+    /// @notice The payer finished a forced close with `withdraw` (emitted just before that
+    ///         transaction's `ChannelClosed`), so watchers can tell it from a cooperative close.
+    event ChannelExpired(bytes32 indexed channelId, address indexed payer, address indexed payee);
+
+    // ------------------------------------------------------------------ errors
 
     /// @notice `open` would create a channel id that already exists (open or finalized).
     error ChannelAlreadyExists();
@@ -99,25 +114,15 @@ interface ITempoStreamChannel {
     error NotPayer();
     /// @notice Only the channel's payee may call this function.
     error NotPayee();
-    /// @notice Kept for ABI compatibility with the draft; this implementation uses SafeERC20, so
-    ///         token failures surface as the token's own revert or `SafeERC20FailedOperation`.
+    /// @notice The token reported failure (returned false) or is not a contract. A token that
+    ///         reverts surfaces with its own error instead.
     error TransferFailed();
     /// @notice `withdraw` without a close request, or before the grace period has passed.
     error CloseNotReady();
-
-    // ------------------------------------------------------------------ errors (this implementation)
-
     /// @notice `open` with `payee == address(0)`: the funds could never be settled.
     error InvalidPayee();
-    /// @notice `open` with `token == address(0)`.
-    error InvalidToken();
-    /// @notice `open` or `topUp` with a zero amount.
-    error ZeroDeposit();
     /// @notice `topUp` would push the deposit above `type(uint128).max`.
     error DepositOverflow();
-    /// @notice `requestClose` while a close request is already pending (the grace period is never
-    ///         restarted; read `closeRequestedAt` from `getChannel`).
-    error CloseAlreadyRequested();
 
     // ------------------------------------------------------------------ constants
 
@@ -127,9 +132,6 @@ interface ITempoStreamChannel {
     /// @notice keccak256("Voucher(bytes32 channelId,uint128 cumulativeAmount)").
     function VOUCHER_TYPEHASH() external view returns (bytes32);
 
-    /// @notice keccak256("CloseRequest(bytes32 channelId,uint64 requestedAt)"); informational only.
-    function CLOSE_REQUEST_TYPEHASH() external view returns (bytes32);
-
     // ------------------------------------------------------------------ state-changing functions
 
     function open(address payee, address token, uint128 deposit, bytes32 salt, address authorizedSigner)
@@ -138,7 +140,7 @@ interface ITempoStreamChannel {
 
     function settle(bytes32 channelId, uint128 cumulativeAmount, bytes calldata signature) external;
 
-    function topUp(bytes32 channelId, uint128 additionalDeposit) external;
+    function topUp(bytes32 channelId, uint256 additionalDeposit) external;
 
     function close(bytes32 channelId, uint128 cumulativeAmount, bytes calldata signature) external;
 
@@ -150,7 +152,7 @@ interface ITempoStreamChannel {
 
     function getChannel(bytes32 channelId) external view returns (Channel memory);
 
-    function getChannelsBatch(bytes32[] calldata channelIds) external view returns (Channel[] memory);
+    function getChannelsBatch(bytes32[] calldata channelIds) external view returns (Channel[] memory channelStates);
 
     function computeChannelId(address payer, address payee, address token, bytes32 salt, address authorizedSigner)
         external
@@ -159,7 +161,19 @@ interface ITempoStreamChannel {
 
     function getVoucherDigest(bytes32 channelId, uint128 cumulativeAmount) external view returns (bytes32);
 
-    function getCloseRequestDigest(bytes32 channelId, uint64 requestedAt) external view returns (bytes32);
-
     function domainSeparator() external view returns (bytes32);
+
+    /// @notice ERC-5267: the EIP-712 domain, so wallets can build vouchers without hard-coding it.
+    function eip712Domain()
+        external
+        view
+        returns (
+            bytes1 fields,
+            string memory name,
+            string memory version,
+            uint256 chainId,
+            address verifyingContract,
+            bytes32 salt,
+            uint256[] memory extensions
+        );
 }

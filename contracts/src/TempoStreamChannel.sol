@@ -2,35 +2,46 @@
 pragma solidity ^0.8.24;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
-import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 
 import {ITempoStreamChannel} from "./ITempoStreamChannel.sol";
 
 /// @title TempoStreamChannel
 /// @notice Unidirectional payment-channel escrow for the MPP "session" intent, protocol v1
-///         (draft-tempo-session-00). A payer locks tokens in a channel, signs EIP-712 vouchers
-///         for ever-growing cumulative amounts off-chain, and the payee redeems the latest one
-///         with `settle` or `close`. If the payee disappears, the payer gets the unsettled rest
-///         back through `requestClose`, a 15-minute grace period, and `withdraw`.
+///         (draft-tempo-session-00), with the ABI of the escrow deployed on Tempo. A payer locks
+///         tokens in a channel, signs EIP-712 vouchers for ever-growing cumulative amounts
+///         off-chain, and the payee redeems the latest one with `settle` or `close`. If the payee
+///         disappears, the payer gets the unsettled rest back through `requestClose`, a 15-minute
+///         grace period, and `withdraw`.
 /// @dev Design notes (the why behind the code):
-///  - Channels are never deleted. A finalized channel keeps its record so the same id can
-///    never be opened again; otherwise old vouchers for that id would become redeemable again.
-///  - Every state-changing function is `nonReentrant` and follows checks-effects-interactions:
-///    all storage writes and events happen before any token transfer.
+///  - ABI: every function selector, the `Channel` field order, every event and every custom
+///    error are those of the deployed contract (see `ITempoStreamChannel`). The only addition is
+///    OpenZeppelin's `ReentrancyGuardReentrantCall` error, which only a malicious token can ever
+///    trigger. To keep the ABI exact, the EIP-712 domain is built here from OpenZeppelin's
+///    `MessageHashUtils` instead of inheriting OpenZeppelin's `EIP712` (whose `EIP712DomainChanged`
+///    event and string errors the deployed contract does not have).
+///  - Behaviour follows the deployed contract where clients can observe it: finalizing clears a
+///    channel's record except `finalized` (the id can never be opened again, so old vouchers can
+///    never become redeemable again); `close` emits only `ChannelClosed` (no `Settled`), and
+///    with an amount at or below `settled` it just closes;
+///    a second `requestClose` is a no-op that keeps the first grace period; `withdraw` emits
+///    `ChannelExpired` before `ChannelClosed`; zero deposits and top-ups are allowed (the ABI
+///    has no error for them, and they move no funds).
+///  - Safety beyond the deployed contract: signatures go through OpenZeppelin ECDSA, which rejects
+///    high-s and v other than 27/28 (the draft requires low-s; the deployed contract's library
+///    does not check it). 65-byte r||s||v and 64-byte EIP-2098 r||vs are both accepted, as the
+///    draft and the deployed contract do. Every state-changing function is `nonReentrant` and
+///    follows checks-effects-interactions: storage writes and events come before any token call.
+///    Token calls accept tokens that return nothing (as OpenZeppelin SafeERC20 does), bubble a
+///    token's own revert, and report a `false` return or a code-less token as `TransferFailed`.
 ///  - Vouchers carry cumulative totals, so replay is harmless: `settled` only moves forward.
 ///    They are bound to this deployment and chain by the EIP-712 domain (verifyingContract,
 ///    chainId) and by the channel id, which itself includes `address(this)` and the chain id.
-///  - Signatures go through OpenZeppelin ECDSA, which rejects high-s and v other than 27/28.
-///    Both 65-byte r||s||v and 64-byte EIP-2098 r||vs encodings are accepted (the draft allows
-///    both); every recovery failure is reported as `InvalidSignature`.
 ///  - The token is trusted to move exactly the requested amount. Fee-on-transfer or rebasing
 ///    tokens are not supported: the escrow would credit more than it holds for that token.
-contract TempoStreamChannel is ITempoStreamChannel, EIP712, ReentrancyGuard {
-    using SafeERC20 for IERC20;
-
+contract TempoStreamChannel is ITempoStreamChannel, ReentrancyGuard {
     /// @inheritdoc ITempoStreamChannel
     /// @dev Long enough for a payee to notice `CloseRequested` and submit its last voucher,
     ///      short enough that a payer whose server vanished gets its funds back the same hour.
@@ -39,16 +50,24 @@ contract TempoStreamChannel is ITempoStreamChannel, EIP712, ReentrancyGuard {
     /// @inheritdoc ITempoStreamChannel
     bytes32 public constant VOUCHER_TYPEHASH = keccak256("Voucher(bytes32 channelId,uint128 cumulativeAmount)");
 
-    /// @inheritdoc ITempoStreamChannel
-    /// @dev Part of the draft's reference interface. No function here consumes a signed close
-    ///      request (`requestClose` is authorised by `msg.sender`); the constant and
-    ///      `getCloseRequestDigest` exist so tools built against the reference ABI keep working.
-    bytes32 public constant CLOSE_REQUEST_TYPEHASH = keccak256("CloseRequest(bytes32 channelId,uint64 requestedAt)");
+    string private constant _NAME = "Tempo Stream Channel";
+    string private constant _VERSION = "1";
+    bytes32 private constant _DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
 
-    /// @dev channelId => channel. `payer == address(0)` means "no such channel".
-    mapping(bytes32 channelId => Channel) private _channels;
+    /// @dev The domain separator is cached for the deployment chain and recomputed if the chain id
+    ///      ever differs (a fork), so vouchers never verify under a stale chain id.
+    bytes32 private immutable _cachedDomainSeparator;
+    uint256 private immutable _cachedChainId;
 
-    constructor() EIP712("Tempo Stream Channel", "1") {}
+    /// @notice Channel state by id; the public getter returns the fields in `Channel` order.
+    /// @dev `payer == address(0) && !finalized` means "no such channel".
+    mapping(bytes32 => Channel) public channels;
+
+    constructor() {
+        _cachedChainId = block.chainid;
+        _cachedDomainSeparator = _buildDomainSeparator();
+    }
 
     // ====================================================================== payer / payee actions
 
@@ -58,8 +77,8 @@ contract TempoStreamChannel is ITempoStreamChannel, EIP712, ReentrancyGuard {
     ///      know it before the transaction is mined; reusing a salt with the same parameters
     ///      reverts with `ChannelAlreadyExists` even after that channel was finalized.
     /// @param payee The account allowed to redeem vouchers; must not be zero.
-    /// @param token The ERC-20 token to escrow; must not be zero.
-    /// @param deposit Amount to lock, in base units; must not be zero.
+    /// @param token The ERC-20 token to escrow (a code-less address fails with `TransferFailed`).
+    /// @param deposit Amount to lock, in base units.
     /// @param salt Any value that makes the id unique among the payer's channels.
     /// @param authorizedSigner Hot key that signs vouchers, or zero to have the payer sign.
     /// @return channelId The new channel's id.
@@ -69,12 +88,10 @@ contract TempoStreamChannel is ITempoStreamChannel, EIP712, ReentrancyGuard {
         returns (bytes32 channelId)
     {
         if (payee == address(0)) revert InvalidPayee();
-        if (token == address(0)) revert InvalidToken();
-        if (deposit == 0) revert ZeroDeposit();
 
         channelId = computeChannelId(msg.sender, payee, token, salt, authorizedSigner);
-        Channel storage channel = _channels[channelId];
-        if (channel.payer != address(0)) revert ChannelAlreadyExists();
+        Channel storage channel = channels[channelId];
+        if (channel.payer != address(0) || channel.finalized) revert ChannelAlreadyExists();
 
         channel.payer = msg.sender;
         channel.payee = payee;
@@ -82,9 +99,9 @@ contract TempoStreamChannel is ITempoStreamChannel, EIP712, ReentrancyGuard {
         channel.authorizedSigner = authorizedSigner;
         channel.deposit = deposit;
 
-        emit ChannelOpened(channelId, msg.sender, payee, token, authorizedSigner, deposit);
+        emit ChannelOpened(channelId, msg.sender, payee, token, authorizedSigner, salt, deposit);
 
-        IERC20(token).safeTransferFrom(msg.sender, address(this), deposit);
+        _callToken(token, abi.encodeCall(IERC20.transferFrom, (msg.sender, address(this), deposit)));
     }
 
     /// @notice Redeems a voucher without closing: pays the payee `cumulativeAmount - settled`.
@@ -99,9 +116,9 @@ contract TempoStreamChannel is ITempoStreamChannel, EIP712, ReentrancyGuard {
     function settle(bytes32 channelId, uint128 cumulativeAmount, bytes calldata signature) external nonReentrant {
         Channel storage channel = _liveChannel(channelId);
         if (msg.sender != channel.payee) revert NotPayee();
+        if (cumulativeAmount > channel.deposit) revert AmountExceedsDeposit();
         uint128 settled = channel.settled;
         if (cumulativeAmount <= settled) revert AmountNotIncreasing();
-        if (cumulativeAmount > channel.deposit) revert AmountExceedsDeposit();
         _verifyVoucher(channel, channelId, cumulativeAmount, signature);
 
         uint128 delta = cumulativeAmount - settled;
@@ -109,80 +126,78 @@ contract TempoStreamChannel is ITempoStreamChannel, EIP712, ReentrancyGuard {
 
         emit Settled(channelId, channel.payer, channel.payee, cumulativeAmount, delta, cumulativeAmount);
 
-        IERC20(channel.token).safeTransfer(channel.payee, delta);
+        _callToken(channel.token, abi.encodeCall(IERC20.transfer, (channel.payee, delta)));
     }
 
     /// @notice Adds `additionalDeposit` to the channel, pulled from the payer.
     /// @dev Payer only: a top-up changes the payer's exposure, and it also cancels a pending
     ///      close request (a payer that adds funds evidently wants the channel to continue), as
-    ///      the draft requires. The payer must have approved this contract for the amount.
+    ///      the draft requires. The payer must have approved this contract for the amount. The
+    ///      amount is a uint256 as in the deployed ABI; the total must still fit in uint128.
     /// @param channelId The channel.
-    /// @param additionalDeposit Amount to add; must not be zero.
-    function topUp(bytes32 channelId, uint128 additionalDeposit) external nonReentrant {
+    /// @param additionalDeposit Amount to add.
+    function topUp(bytes32 channelId, uint256 additionalDeposit) external nonReentrant {
         Channel storage channel = _liveChannel(channelId);
         if (msg.sender != channel.payer) revert NotPayer();
-        if (additionalDeposit == 0) revert ZeroDeposit();
-        uint256 newDeposit = uint256(channel.deposit) + additionalDeposit;
-        if (newDeposit > type(uint128).max) revert DepositOverflow();
+        uint128 deposit = channel.deposit;
+        if (additionalDeposit > type(uint128).max - deposit) revert DepositOverflow();
 
-        // casting to uint128 is safe: newDeposit was checked against type(uint128).max above
+        // casting to uint128 is safe: the sum was checked against type(uint128).max above
         // forge-lint: disable-next-line(unsafe-typecast)
-        channel.deposit = uint128(newDeposit);
-        bool cancelled = channel.closeRequestedAt != 0;
-        if (cancelled) channel.closeRequestedAt = 0;
+        uint128 newDeposit = deposit + uint128(additionalDeposit);
+        channel.deposit = newDeposit;
+        if (channel.closeRequestedAt != 0) {
+            channel.closeRequestedAt = 0;
+            emit CloseRequestCancelled(channelId, channel.payer, channel.payee);
+        }
 
         emit TopUp(channelId, channel.payer, channel.payee, additionalDeposit, newDeposit);
-        if (cancelled) emit CloseRequestCancelled(channelId, channel.payer, channel.payee);
 
-        IERC20(channel.token).safeTransferFrom(msg.sender, address(this), additionalDeposit);
+        _callToken(channel.token, abi.encodeCall(IERC20.transferFrom, (msg.sender, address(this), additionalDeposit)));
     }
 
     /// @notice Cooperative close by the payee: settles the final voucher, refunds the rest to
     ///         the payer and finalizes the channel.
-    /// @dev `cumulativeAmount` may equal `settled` (nothing more to pay, e.g. the last voucher was
-    ///      already settled, or nothing was ever used). In that case no signature is checked:
-    ///      the call moves no funds to the payee and only releases the payer's money, which the
-    ///      payee may always do. When `cumulativeAmount > settled`, the voucher is verified
-    ///      exactly as in `settle`. The refund is `deposit - max(cumulativeAmount, settled)`.
+    /// @dev The payee receives `cumulativeAmount - settled` (the voucher's amount, not a separate
+    ///      capture figure: v1 has none). When `cumulativeAmount <= settled` nothing more is paid
+    ///      and no signature is checked: the call only releases the payer's money, which the payee
+    ///      may always do. The refund is `deposit - max(cumulativeAmount, settled)`.
     /// @param channelId The channel.
-    /// @param cumulativeAmount Final cumulative total; must be >= `settled` and <= `deposit`.
+    /// @param cumulativeAmount Final cumulative total; must not exceed `deposit` when above `settled`.
     /// @param signature The final voucher's signature (ignored when nothing is left to settle).
     function close(bytes32 channelId, uint128 cumulativeAmount, bytes calldata signature) external nonReentrant {
         Channel storage channel = _liveChannel(channelId);
         if (msg.sender != channel.payee) revert NotPayee();
         uint128 settled = channel.settled;
-        if (cumulativeAmount < settled) revert AmountNotIncreasing();
         uint128 deposit = channel.deposit;
-        if (cumulativeAmount > deposit) revert AmountExceedsDeposit();
-
-        uint128 delta = cumulativeAmount - settled;
-        if (delta != 0) {
+        uint128 delta = 0;
+        if (cumulativeAmount > settled) {
+            if (cumulativeAmount > deposit) revert AmountExceedsDeposit();
             _verifyVoucher(channel, channelId, cumulativeAmount, signature);
-            channel.settled = cumulativeAmount;
+            delta = cumulativeAmount - settled;
+            settled = cumulativeAmount;
         }
-        uint128 refund = deposit - cumulativeAmount;
-        channel.finalized = true;
-
+        uint128 refund = deposit - settled;
+        address token = channel.token;
         address payer = channel.payer;
         address payee = channel.payee;
-        if (delta != 0) emit Settled(channelId, payer, payee, cumulativeAmount, delta, cumulativeAmount);
-        emit ChannelClosed(channelId, payer, payee, cumulativeAmount, refund);
+        _finalize(channelId);
 
-        IERC20 token = IERC20(channel.token);
-        if (delta != 0) token.safeTransfer(payee, delta);
-        if (refund != 0) token.safeTransfer(payer, refund);
+        emit ChannelClosed(channelId, payer, payee, settled, refund);
+
+        if (delta != 0) _callToken(token, abi.encodeCall(IERC20.transfer, (payee, delta)));
+        if (refund != 0) _callToken(token, abi.encodeCall(IERC20.transfer, (payer, refund)));
     }
 
     /// @notice Starts a forced close: after `CLOSE_GRACE_PERIOD` the payer may `withdraw`.
-    /// @dev Payer only. A second request while one is pending reverts with
-    ///      `CloseAlreadyRequested` rather than restarting or silently keeping the clock: the
-    ///      grace end must be unambiguous, and the caller learns that nothing happened. A top-up
-    ///      cancels the request; after that a new request starts a fresh grace period.
+    /// @dev Payer only. A second request while one is pending changes nothing (no event): the
+    ///      grace end stays the first one, so repeating the call cannot extend the payee's window.
+    ///      A top-up cancels the request; after that a new request starts a fresh grace period.
     /// @param channelId The channel.
     function requestClose(bytes32 channelId) external nonReentrant {
         Channel storage channel = _liveChannel(channelId);
         if (msg.sender != channel.payer) revert NotPayer();
-        if (channel.closeRequestedAt != 0) revert CloseAlreadyRequested();
+        if (channel.closeRequestedAt != 0) return;
 
         uint64 requestedAt = uint64(block.timestamp);
         channel.closeRequestedAt = requestedAt;
@@ -194,8 +209,8 @@ contract TempoStreamChannel is ITempoStreamChannel, EIP712, ReentrancyGuard {
     /// @dev Payer only, and only once `block.timestamp >= closeRequestedAt + CLOSE_GRACE_PERIOD`
     ///      (else `CloseNotReady`, also when no close was requested). Vouchers the payee did not
     ///      redeem in time are forfeited, which is the point of the grace period. Emits
-    ///      `ChannelClosed` (no separate event), so watchers see one finalization event for both
-    ///      the cooperative and the forced path; `settledToPayee` is the final settled total.
+    ///      `ChannelExpired` and then `ChannelClosed`, whose `settledToPayee` is the final
+    ///      settled total, so watchers see one finalization event for both paths.
     /// @param channelId The channel.
     function withdraw(bytes32 channelId) external nonReentrant {
         Channel storage channel = _liveChannel(channelId);
@@ -210,26 +225,30 @@ contract TempoStreamChannel is ITempoStreamChannel, EIP712, ReentrancyGuard {
 
         uint128 settled = channel.settled;
         uint128 refund = channel.deposit - settled;
-        channel.finalized = true;
+        address token = channel.token;
+        address payer = channel.payer;
+        address payee = channel.payee;
+        _finalize(channelId);
 
-        emit ChannelClosed(channelId, channel.payer, channel.payee, settled, refund);
+        emit ChannelExpired(channelId, payer, payee);
+        emit ChannelClosed(channelId, payer, payee, settled, refund);
 
-        if (refund != 0) IERC20(channel.token).safeTransfer(channel.payer, refund);
+        if (refund != 0) _callToken(token, abi.encodeCall(IERC20.transfer, (payer, refund)));
     }
 
     // ====================================================================== views
 
     /// @notice The channel's state; all fields zero when the id is unknown (no revert, so that
-    ///         callers and `getChannelsBatch` can probe ids cheaply).
+    ///         callers and `getChannelsBatch` can probe ids cheaply), only `finalized` once closed.
     function getChannel(bytes32 channelId) external view returns (Channel memory) {
-        return _channels[channelId];
+        return channels[channelId];
     }
 
     /// @notice `getChannel` for many ids in one call; unknown ids yield zeroed entries.
-    function getChannelsBatch(bytes32[] calldata channelIds) external view returns (Channel[] memory channels) {
-        channels = new Channel[](channelIds.length);
+    function getChannelsBatch(bytes32[] calldata channelIds) external view returns (Channel[] memory channelStates) {
+        channelStates = new Channel[](channelIds.length);
         for (uint256 i = 0; i < channelIds.length; ++i) {
-            channels[i] = _channels[channelIds[i]];
+            channelStates[i] = channels[channelIds[i]];
         }
     }
 
@@ -247,29 +266,58 @@ contract TempoStreamChannel is ITempoStreamChannel, EIP712, ReentrancyGuard {
 
     /// @notice The EIP-712 digest a voucher signer signs for `(channelId, cumulativeAmount)`.
     function getVoucherDigest(bytes32 channelId, uint128 cumulativeAmount) public view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(VOUCHER_TYPEHASH, channelId, cumulativeAmount)));
-    }
-
-    /// @notice The EIP-712 digest of a `CloseRequest(channelId, requestedAt)`; informational only
-    ///         (see `CLOSE_REQUEST_TYPEHASH`).
-    function getCloseRequestDigest(bytes32 channelId, uint64 requestedAt) external view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(CLOSE_REQUEST_TYPEHASH, channelId, requestedAt)));
+        return MessageHashUtils.toTypedDataHash(
+            domainSeparator(), keccak256(abi.encode(VOUCHER_TYPEHASH, channelId, cumulativeAmount))
+        );
     }
 
     /// @notice The EIP-712 domain separator: name "Tempo Stream Channel", version "1", this
     ///         chain's id and this contract's address.
-    function domainSeparator() external view returns (bytes32) {
-        return _domainSeparatorV4();
+    function domainSeparator() public view returns (bytes32) {
+        return block.chainid == _cachedChainId ? _cachedDomainSeparator : _buildDomainSeparator();
+    }
+
+    /// @inheritdoc ITempoStreamChannel
+    /// @dev `fields == 0x0f`: name, version, chainId and verifyingContract are used; no salt and no
+    ///      extensions.
+    function eip712Domain()
+        external
+        view
+        returns (
+            bytes1 fields,
+            string memory name,
+            string memory version,
+            uint256 chainId,
+            address verifyingContract,
+            bytes32 salt,
+            uint256[] memory extensions
+        )
+    {
+        return (hex"0f", _NAME, _VERSION, block.chainid, address(this), bytes32(0), new uint256[](0));
     }
 
     // ====================================================================== internals
 
+    function _buildDomainSeparator() private view returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                _DOMAIN_TYPEHASH, keccak256(bytes(_NAME)), keccak256(bytes(_VERSION)), block.chainid, address(this)
+            )
+        );
+    }
+
     /// @dev The channel's storage, after the two checks every mutating call on an existing
-    ///      channel needs: it exists, and it is not finalized.
+    ///      channel needs. `finalized` is checked first: a finalized record has no payer left.
     function _liveChannel(bytes32 channelId) private view returns (Channel storage channel) {
-        channel = _channels[channelId];
-        if (channel.payer == address(0)) revert ChannelNotFound();
+        channel = channels[channelId];
         if (channel.finalized) revert ChannelFinalized();
+        if (channel.payer == address(0)) revert ChannelNotFound();
+    }
+
+    /// @dev Clears the record (a storage refund) but keeps `finalized`, which blocks re-opening.
+    function _finalize(bytes32 channelId) private {
+        delete channels[channelId];
+        channels[channelId].finalized = true;
     }
 
     /// @dev Reverts `InvalidSignature` unless `signature` is a canonical signature of the voucher
@@ -296,5 +344,26 @@ contract TempoStreamChannel is ITempoStreamChannel, EIP712, ReentrancyGuard {
             (recovered, err,) = ECDSA.tryRecoverCalldata(digest, signature);
         }
         if (err != ECDSA.RecoverError.NoError || recovered != expected) revert InvalidSignature();
+    }
+
+    /// @dev Calls `transfer`/`transferFrom` on `token` with SafeERC20's acceptance rule (no return
+    ///      value is fine if the token has code; a returned value must be true), but bubbles a
+    ///      token's own revert (e.g. insufficient allowance, so a client learns why) and reports
+    ///      every other failure as the ABI's `TransferFailed`.
+    function _callToken(address token, bytes memory data) private {
+        // forge-lint: disable-next-line(unchecked-call)
+        (bool ok, bytes memory returned) = token.call(data);
+        if (!ok) {
+            if (returned.length != 0) {
+                assembly ("memory-safe") {
+                    revert(add(returned, 0x20), mload(returned))
+                }
+            }
+            revert TransferFailed();
+        }
+        bool accepted = returned.length == 0
+            ? token.code.length != 0
+            : returned.length >= 32 && abi.decode(returned, (uint256)) == 1;
+        if (!accepted) revert TransferFailed();
     }
 }

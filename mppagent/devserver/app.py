@@ -112,9 +112,9 @@ class DevServer:
                     chain = ChainClient(self.config.rpc_url)
                     chain_id = await chain.chain_id()
                     state = ServerState(self.config.state_path, durability=self.config.durability)
-                    self._payee = SessionPayee(
-                        self.config, state=state, chain=chain, chain_id=chain_id
-                    )
+                    payee = SessionPayee(self.config, state=state, chain=chain, chain_id=chain_id)
+                    await payee.return_owed_refunds()  # left over from a crash or a failure
+                    self._payee = payee
         return self._payee
 
     async def close(self) -> None:

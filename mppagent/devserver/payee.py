@@ -9,6 +9,12 @@ turns it into a problem+json response (with a fresh challenge on 402).
 Per channel, verification and balance changes are serialised by a lock, and
 each accepted voucher or charge is committed to :class:`ServerState` before
 anything relies on it.
+
+Voucher signatures are stored in the one form every v1 escrow redeems
+(65-byte r‖s‖v, v = 27/28, low s; see
+:func:`~mppagent.tempo.voucher.redeemable_signature`): 64-byte EIP-2098
+signatures are expanded to it, v = 0/1 and high-s ones are refused with
+``invalid-signature``, so the server never accepts a voucher it cannot collect.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from mppagent.protocol import (
 )
 from mppagent.tempo.chain import ChainClient, ContractReverted, SignedTransaction, Wallet
 from mppagent.tempo.channel_id import compute_channel_id
-from mppagent.tempo.escrow import ChannelState, Escrow, decode_payer_call
+from mppagent.tempo.escrow import ChannelState, Escrow, Token, decode_payer_call
 from mppagent.tempo.hexutil import normalize_address
 from mppagent.tempo.schemas import (
     ClosePayload,
@@ -54,7 +60,11 @@ from mppagent.tempo.schemas import (
     parse_payload,
 )
 from mppagent.tempo.transactions import InvalidTransaction, decode_signed_transaction
-from mppagent.tempo.voucher import InvalidSignature, recover_voucher_signer
+from mppagent.tempo.voucher import (
+    InvalidSignature,
+    recover_voucher_signer,
+    redeemable_signature,
+)
 
 __all__ = ["Accepted", "RateLimited", "SessionPayee"]
 
@@ -239,7 +249,7 @@ class SessionPayee:
             raise VerificationFailedProblem("authorizedSigner does not match the transaction")
         async with self.lock(channel_id):
             state = await self._chain_state(channel_id, fresh=True)
-            if not state.exists:
+            if not state.exists and not state.finalized:
                 try:
                     raw = SignedTransaction(payload.transaction, tx.hash, tx.nonce, tx.sender)
                     await self.chain.send_and_wait(raw, context="open")
@@ -249,7 +259,7 @@ class SessionPayee:
                     raise VerificationFailedProblem(f"open could not be broadcast: {exc}") from None
                 state = await self._chain_state(channel_id, fresh=True)
             self._check_usable(state)
-            self._verify_signature(
+            initial_signature = self._verify_signature(
                 payload.signature, channel_id, payload.cumulative_amount, state.expected_signer
             )
             if payload.cumulative_amount < state.settled:
@@ -260,7 +270,7 @@ class SessionPayee:
             accepted = existing.accepted if existing else 0
             signature = existing.accepted_signature if existing else None
             if payload.cumulative_amount > accepted or signature is None:
-                accepted, signature = max(accepted, payload.cumulative_amount), payload.signature
+                accepted, signature = max(accepted, payload.cumulative_amount), initial_signature
             channel = self.state.put(
                 ServerChannel(
                     channel_id=channel_id,
@@ -359,7 +369,7 @@ class SessionPayee:
             state = await self._chain_state(channel.channel_id)
             self._check_usable(state)
             try:
-                self._verify_signature(
+                signature = self._verify_signature(
                     payload.signature, channel.channel_id, amount, state.expected_signer
                 )
             except ProblemError:
@@ -384,7 +394,7 @@ class SessionPayee:
                 replace(
                     channel,
                     accepted=amount,
-                    accepted_signature=payload.signature,
+                    accepted_signature=signature,
                     deposit=state.deposit,
                 )
             )
@@ -414,40 +424,98 @@ class SessionPayee:
     # -- close -------------------------------------------------------------------------------
 
     async def _close(self, payload: ClosePayload, challenge: Challenge) -> Accepted:
+        """Close cooperatively, capturing exactly ``spent``.
+
+        The client may sign its close voucher for anything from ``spent`` to the
+        highest voucher we accepted (the reference SDK signs the last
+        ``acceptedCumulative`` it saw, which can exceed ``spent`` after an
+        interrupted stream). v1's ``close`` pays the payee the voucher's amount;
+        there is no separate capture figure. So the server redeems the lowest
+        voucher it holds at or above ``spent`` (none at all when ``spent`` is
+        already settled) and, when even that one exceeds ``spent``, transfers the
+        difference back to the payer right after the close: what the payee keeps
+        is ``spent``, never more than was consumed.
+        """
         channel = await self._known_channel(payload.channel_id)
-        async with self.lock(channel.channel_id):
-            channel = self.state.get(channel.channel_id) or channel
-            state = await self._chain_state(channel.channel_id, fresh=True)
+        channel_id = channel.channel_id
+        async with self.lock(channel_id):
+            channel = self.state.get(channel_id) or channel
+            state = await self._chain_state(channel_id, fresh=True)
             if state.finalized:
-                raise ChannelFinalizedProblem(extras={"channelId": channel.channel_id})
-            self._verify_signature(
-                payload.signature,
-                channel.channel_id,
-                payload.cumulative_amount,
-                state.expected_signer,
-            )
-            capture = max(channel.spent, state.settled)
-            if payload.cumulative_amount != capture:
-                # v1 closes at the voucher's amount: anything but the consumed amount
-                # would either underpay us or capture funds the client never used.
+                raise ChannelFinalizedProblem(extras={"channelId": channel_id})
+            spent = max(channel.spent, state.settled)
+            highest = max(channel.accepted, spent)
+            amount = payload.cumulative_amount
+            if not spent <= amount <= highest:
                 raise VerificationFailedProblem(
-                    f"the close voucher must be for exactly {capture} (spent)",
-                    extras={"channelId": channel.channel_id, "requiredCloseAmount": str(capture)},
+                    f"the close voucher must be for {spent} (spent) up to {highest} "
+                    "(the highest accepted voucher)",
+                    extras={
+                        "channelId": channel_id,
+                        "requiredCloseAmount": str(spent),
+                        "acceptedCumulative": str(highest),
+                    },
                 )
+            signature = self._verify_signature(
+                payload.signature, channel_id, amount, state.expected_signer
+            )
+            redeem, redeem_signature = _cheapest_voucher(
+                spent,
+                state.settled,
+                [(amount, signature), (channel.accepted, channel.accepted_signature)],
+            )
             try:
-                tx = await self.escrow.sign_close(
-                    self.wallet, channel.channel_id, capture, payload.signature
-                )
+                tx = await self.escrow.sign_close(self.wallet, channel_id, redeem, redeem_signature)
                 await self.chain.send_and_wait(tx, context="close")
             except ContractReverted as exc:
                 raise VerificationFailedProblem(f"close reverted: {exc.error_name}") from None
+            # The debt is recorded with the finalization, so a failed or interrupted refund
+            # is retried (return_owed_refunds) rather than forgotten.
             channel = self.state.put(
-                replace(channel, finalized=True, close_tx=tx.hash, settled=capture)
+                replace(
+                    channel,
+                    finalized=True,
+                    close_tx=tx.hash,
+                    settled=spent,
+                    refund_owed=redeem - spent,
+                )
             )
-            self._chain_seen.pop(channel.channel_id, None)
-        self._wake(channel.channel_id)
-        log.info("session.close", channel=channel.channel_id, captured=capture)
+            self._chain_seen.pop(channel_id, None)
+            if channel.refund_owed:
+                channel = await self._return_overcapture(channel)
+        self._wake(channel_id)
+        log.info("session.close", channel=channel_id, captured=spent, redeemed=redeem)
         return Accepted("close", channel, challenge, tx.hash)
+
+    async def return_owed_refunds(self) -> None:
+        """Retry every close refund still owed (a failed transfer or a crash after a close)."""
+        for channel in self.state.owed_refunds():
+            async with self.lock(channel.channel_id):
+                current = self.state.get(channel.channel_id) or channel
+                if current.refund_owed:
+                    await self._return_overcapture(current)
+
+    async def _return_overcapture(self, channel: ServerChannel) -> ServerChannel:
+        """Send the payer what ``close`` paid beyond ``spent``; clear the debt once mined."""
+        token = Token(self.chain, self.token)
+        try:
+            tx = await token.sign_transfer(self.wallet, channel.payer, channel.refund_owed)
+            await self.chain.send_and_wait(tx, context="close refund")
+        except ChainError as exc:
+            log.error(
+                "session.close.refund_failed",
+                channel=channel.channel_id,
+                amount=channel.refund_owed,
+                error=str(exc),
+            )
+            return channel
+        log.info(
+            "session.close.refund",
+            channel=channel.channel_id,
+            amount=channel.refund_owed,
+            tx=tx.hash,
+        )
+        return self.state.put(replace(channel, refund_owed=0))
 
     # -- metering ------------------------------------------------------------------------------
 
@@ -501,6 +569,11 @@ class SessionPayee:
         if channel is None:
             # Opened elsewhere (or before a crash): adopt it if the chain says it is ours.
             state = await self._chain_state(channel_id, fresh=True)
+            if state.cleared:
+                # Finalized (and wiped) on chain: nothing says it was ours, nothing can be paid.
+                raise ChannelFinalizedProblem(
+                    "the channel is closed", extras={"channelId": channel_id}
+                )
             if not state.exists or state.payee != self.payee or state.token != self.token:
                 raise ChannelNotFoundProblem(
                     "no channel with this id pays this server", extras={"channelId": channel_id}
@@ -537,12 +610,12 @@ class SessionPayee:
         return state
 
     def _check_usable(self, state: ChannelState) -> None:
+        if state.finalized:  # first: the escrow clears payer, payee and token when it finalizes
+            raise ChannelFinalizedProblem(extras={"channelId": state.channel_id})
         if not state.exists:
             raise ChannelNotFoundProblem(extras={"channelId": state.channel_id})
         if state.payee != self.payee or state.token != self.token:
             raise VerificationFailedProblem("the channel does not pay this server in this token")
-        if state.finalized:
-            raise ChannelFinalizedProblem(extras={"channelId": state.channel_id})
         if state.close_requested_at:
             raise VerificationFailedProblem(
                 "a forced close is pending on this channel; no more vouchers are accepted",
@@ -556,10 +629,12 @@ class SessionPayee:
 
     def _verify_signature(
         self, signature: str, channel_id: str, amount: int, expected_signer: str
-    ) -> None:
+    ) -> str:
+        """Check the voucher; return its signature in the form the escrow redeems."""
         try:
+            redeemable = redeemable_signature(signature)
             signer = recover_voucher_signer(
-                signature, channel_id, amount, self.config.escrow, self.chain_id
+                redeemable, channel_id, amount, self.config.escrow, self.chain_id
             )
         except InvalidSignature as exc:
             raise InvalidSignatureProblem(str(exc), extras={"channelId": channel_id}) from None
@@ -568,6 +643,7 @@ class SessionPayee:
                 "the voucher is not signed by the channel's authorized signer",
                 extras={"channelId": channel_id},
             )
+        return redeemable
 
     def _bucket(self, channel_id: str) -> _Bucket:
         bucket = self._buckets.get(channel_id)
@@ -575,3 +651,20 @@ class SessionPayee:
             bucket = _Bucket(self.config.voucher_rate_per_second, self.config.voucher_burst)
             self._buckets[channel_id] = bucket
         return bucket
+
+
+def _cheapest_voucher(
+    spent: int, settled: int, held: list[tuple[int, str | None]]
+) -> tuple[int, str]:
+    """The close call that overpays least: ``(amount, signature)`` to pass to ``close``.
+
+    ``spent >= settled``. When ``spent == settled`` a close at ``settled`` pays
+    nothing more and needs no signature. Otherwise the lowest held voucher at or
+    above ``spent`` (the caller guarantees the close voucher is one).
+    """
+    if spent == settled:
+        return settled, "0x"
+    usable = [(amount, sig) for amount, sig in held if sig is not None and amount >= spent]
+    amount, signature = min(usable, key=lambda pair: pair[0])
+    assert signature is not None
+    return amount, signature

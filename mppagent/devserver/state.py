@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS channels (
     spent TEXT NOT NULL,
     finalized INTEGER NOT NULL DEFAULT 0,
     close_tx TEXT,
+    refund_owed TEXT NOT NULL DEFAULT '0',
     updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -64,6 +65,9 @@ class ServerChannel:
     spent: int
     finalized: bool = False
     close_tx: str | None = None
+    # What the close paid the payee beyond ``spent`` and the payee still has to send back
+    # (v1's close pays the redeemed voucher's amount; see SessionPayee._close).
+    refund_owed: int = 0
 
     @property
     def expected_signer(self) -> str:
@@ -102,6 +106,11 @@ class ServerState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(channels)")}
+        if "refund_owed" not in columns:  # a database written before the column existed
+            self._db.execute(
+                "ALTER TABLE channels ADD COLUMN refund_owed TEXT NOT NULL DEFAULT '0'"
+            )
         self._cache: dict[str, ServerChannel] = {}
 
     def close(self) -> None:
@@ -117,7 +126,7 @@ class ServerState:
         with self._lock:
             row = self._db.execute(
                 "SELECT channel_id, payer, authorized_signer, deposit, settled, accepted,"
-                " accepted_signature, spent, finalized, close_tx FROM channels"
+                " accepted_signature, spent, finalized, close_tx, refund_owed FROM channels"
                 " WHERE channel_id = ?",
                 (channel_id,),
             ).fetchone()
@@ -134,6 +143,7 @@ class ServerState:
             spent=int(row[7]),
             finalized=bool(row[8]),
             close_tx=row[9],
+            refund_owed=int(row[10]),
         )
         self._cache[channel_id] = channel
         return channel
@@ -143,14 +153,14 @@ class ServerState:
         with self._lock:
             self._db.execute(
                 "INSERT INTO channels (channel_id, payer, authorized_signer, deposit, settled,"
-                " accepted, accepted_signature, spent, finalized, close_tx, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " accepted, accepted_signature, spent, finalized, close_tx, refund_owed,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(channel_id) DO UPDATE SET payer=excluded.payer,"
                 " authorized_signer=excluded.authorized_signer, deposit=excluded.deposit,"
                 " settled=excluded.settled, accepted=excluded.accepted,"
                 " accepted_signature=excluded.accepted_signature, spent=excluded.spent,"
                 " finalized=excluded.finalized, close_tx=excluded.close_tx,"
-                " updated_at=excluded.updated_at",
+                " refund_owed=excluded.refund_owed, updated_at=excluded.updated_at",
                 (
                     channel.channel_id,
                     channel.payer,
@@ -162,11 +172,20 @@ class ServerState:
                     str(channel.spent),
                     int(channel.finalized),
                     channel.close_tx,
+                    str(channel.refund_owed),
                     time.time(),
                 ),
             )
         self._cache[channel.channel_id] = channel
         return channel
+
+    def owed_refunds(self) -> list[ServerChannel]:
+        """Finalized channels whose payer is still owed an over-captured close amount."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT channel_id FROM channels WHERE finalized = 1 AND refund_owed != '0'"
+            ).fetchall()
+        return [channel for (cid,) in rows if (channel := self.get(cid)) is not None]
 
     def charge(self, channel_id: str, amount: int) -> ServerChannel:
         """Add ``amount`` to ``spent`` -- durably, before the service is delivered."""

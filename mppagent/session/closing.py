@@ -179,7 +179,9 @@ class Closing:
         if closed is None:
             raise ServerMisbehaviour("close_tx", f"{receipt.tx_hash} did not close our channel")
         state = await self.recovery.read(record)
-        deposit = state.deposit if state.exists else closed.paid + closed.refunded
+        # The escrow wipes a closed channel (only ``finalized`` survives): then the deposit
+        # to check the refund against is ours, kept in step with the chain at open/top-up.
+        deposit = state.deposit if state.exists else record.deposit
         if (
             closed.paid != amount
             or closed.refunded != deposit - amount

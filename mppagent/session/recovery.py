@@ -66,12 +66,22 @@ class Recovery:
         changes: dict[str, object] = {}
         if state.exists:
             changes.update(deposit=state.deposit, settled=state.settled)
+        elif state.cleared and record.status != ChannelStatus.CLOSED:
+            changes["settled"] = await self._final_settled(record)
         if event is not None:
             return self.ctx.store.apply(record.channel_id, event, **changes)
         return self.ctx.store.update(record.channel_id, **changes) if changes else record
 
+    async def _final_settled(self, record: ChannelRecord) -> int:
+        """What a wiped (finalized) channel paid: only its close event says."""
+        backend = self.ctx.backend_for(record)
+        settled = await backend.final_settled(record.scope.escrow, record.channel_id)
+        return record.settled if settled is None else settled
+
     def _event_for(self, record: ChannelRecord, state: ChannelState) -> Event | None:
         status = record.status
+        if state.cleared:
+            return None if status == ChannelStatus.CLOSED else Event.FINALIZED
         if state.exists:
             if state.finalized:
                 return Event.FINALIZED
@@ -132,9 +142,10 @@ class Recovery:
         if record is None:
             return
         state = await self.read(record)
-        if state.finalized or (not state.exists and record.protocol != "v1"):
+        if state.finalized:
+            settled = state.settled if state.exists else await self._final_settled(record)
             self.ctx.store.finish_operation(
-                op.op_id, OperationState.CONFIRMED, event=Event.FINALIZED, settled=state.settled
+                op.op_id, OperationState.CONFIRMED, event=Event.FINALIZED, settled=settled
             )
         elif record.status == ChannelStatus.CLOSING:
             # The server never closed with it; a later close signs afresh.

@@ -167,3 +167,11 @@ class SessionBackend(Protocol):
     ) -> ClosedAmounts | None:
         """Amounts a transaction's close event paid and refunded (``None``: no close)."""
         ...
+
+    async def final_settled(self, escrow: str, channel_id: str) -> int | None:
+        """What a closed channel paid the payee, once the contract has wiped its state.
+
+        Both the deployed v1 escrow and the v2 reserve delete a channel's record on
+        close; only the close event keeps the amount (``None``: not found).
+        """
+        ...

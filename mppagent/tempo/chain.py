@@ -231,6 +231,19 @@ class ChainClient:
         block = await self._rpc(lambda: self.w3.eth.get_block("latest"), "eth_getBlockByNumber")
         return int(block["timestamp"])
 
+    async def get_logs(
+        self, address: str, topics: Sequence[bytes], *, from_block: int = 0
+    ) -> list[dict[str, Any]]:
+        """Logs of ``address`` whose leading topics equal ``topics``, from ``from_block`` on."""
+        params: Any = {
+            "address": checksum_address(address),
+            "topics": ["0x" + t.hex() for t in topics],
+            "fromBlock": from_block,
+            "toBlock": "latest",
+        }
+        logs = await self._rpc(lambda: self.w3.eth.get_logs(params), "eth_getLogs")
+        return [dict(log) for log in logs]
+
     async def get_receipt(self, tx_hash: str) -> dict[str, Any] | None:
         """The receipt of a mined transaction, or ``None`` if not (yet) mined."""
 

@@ -6,6 +6,10 @@ transaction and return it unsent: the session protocol hands ``open`` and
 ``topUp`` transactions to the server to broadcast, and the client records
 every signed transaction before it leaves the process. Reads return
 :class:`ChannelState` with integer base-unit amounts.
+
+Every selector, struct layout and event here is the ABI of the v1 escrow
+deployed on Tempo (the one ``mppx`` ships as ``escrow.abi.js``);
+``tests/tempo/test_escrow_abi.py`` holds them against it item by item.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ def _selector(signature: str) -> bytes:
 _SEL = {
     "open": _selector("open(address,address,uint128,bytes32,address)"),
     "settle": _selector("settle(bytes32,uint128,bytes)"),
-    "topUp": _selector("topUp(bytes32,uint128)"),
+    "topUp": _selector("topUp(bytes32,uint256)"),
     "close": _selector("close(bytes32,uint128,bytes)"),
     "requestClose": _selector("requestClose(bytes32)"),
     "withdraw": _selector("withdraw(bytes32)"),
@@ -79,8 +83,8 @@ def _event(name: str, indexed: list[str], data: list[str], names: list[str]) -> 
 _event(
     "ChannelOpened",
     ["bytes32", "address", "address"],
-    ["address", "address", "uint256"],
-    ["token", "authorizedSigner", "deposit"],
+    ["address", "address", "bytes32", "uint256"],
+    ["token", "authorizedSigner", "salt", "deposit"],
 )
 _event(
     "Settled",
@@ -102,11 +106,24 @@ _event(
     ["uint256", "uint256"],
     ["settledToPayee", "refundedToPayer"],
 )
+# A forced close finished (``withdraw``); the same transaction also emits ChannelClosed.
+_event("ChannelExpired", ["bytes32", "address", "address"], [], [])
+
+_CHANNEL_CLOSED_TOPIC = keccak(b"ChannelClosed(bytes32,address,address,uint256,uint256)")
+
+# getChannel's struct, in the deployed contract's field order.
+_CHANNEL_TUPLE = "(bool,uint64,address,address,address,address,uint128,uint128)"
 
 
 @dataclass(frozen=True)
 class ChannelState:
-    """On-chain state of one channel; amounts are integers in base units."""
+    """On-chain state of one channel; amounts are integers in base units.
+
+    The escrow clears a channel's record when it finalizes it and keeps only
+    ``finalized``: after ``close`` or ``withdraw`` every other field reads as
+    zero (:attr:`cleared`). The amounts of a finalized channel come from its
+    ``ChannelClosed`` event, never from here.
+    """
 
     channel_id: str
     payer: str
@@ -120,8 +137,17 @@ class ChannelState:
 
     @property
     def exists(self) -> bool:
-        """False for an id the escrow has never seen."""
+        """Whether the escrow holds a record for this id: never opened, or wiped, reads False."""
         return self.payer != ZERO_ADDRESS
+
+    @property
+    def cleared(self) -> bool:
+        """Finalized and wiped: payer, payee, token and amounts are gone (all zero).
+
+        Tells a closed channel (``exists`` False, ``finalized`` True) from an id the
+        escrow has never seen (both False).
+        """
+        return self.finalized and self.payer == ZERO_ADDRESS
 
     @property
     def expected_signer(self) -> str:
@@ -173,6 +199,11 @@ class Token:
         data = encode_approve(spender, amount)
         return await self.chain.sign_call(wallet, self.address, data, context="approve")
 
+    async def sign_transfer(self, wallet: Wallet, to: str, amount: int) -> SignedTransaction:
+        """Sign ``transfer(to, amount)`` (the server returns an over-captured close with it)."""
+        data = _SEL["transfer"] + abi_encode(["address", "uint256"], [checksum_address(to), amount])
+        return await self.chain.sign_call(wallet, self.address, data, context="transfer")
+
     async def sign_mint(self, wallet: Wallet, to: str, amount: int) -> SignedTransaction:
         """Sign ``mint(to, amount)`` (test token only: minting is open on dev chains)."""
         data = _SEL["mint"] + abi_encode(["address", "uint256"], [checksum_address(to), amount])
@@ -197,8 +228,8 @@ class Escrow:
         out = await self.chain.call(
             self.address, _SEL["getChannel"] + bytes.fromhex(cid[2:]), context="getChannel"
         )
-        (payer, payee, token, signer, deposit, settled, requested_at, finalized) = abi_decode(
-            ["(address,address,address,address,uint128,uint128,uint64,bool)"], out
+        (finalized, requested_at, payer, payee, token, signer, deposit, settled) = abi_decode(
+            [_CHANNEL_TUPLE], out
         )[0]
         return ChannelState(
             channel_id=cid,
@@ -361,26 +392,38 @@ class Escrow:
 
     def events(self, receipt: Mapping[str, Any]) -> list[EscrowEvent]:
         """Decode this escrow's events from a transaction receipt."""
-        out: list[EscrowEvent] = []
-        for log in receipt.get("logs", []):
-            if str(log.get("address", "")).lower() != self.address:
-                continue
-            topics = [bytes(t) for t in log.get("topics", [])]
-            if len(topics) != 4 or topics[0] not in _EVENTS:
-                continue
-            name, types, names = _EVENTS[topics[0]]
-            raw = bytes(log.get("data", b""))
-            values = abi_decode(types, raw) if types else ()
-            out.append(
-                EscrowEvent(
-                    name=name,
-                    channel_id="0x" + topics[1].hex(),
-                    payer="0x" + topics[2][-20:].hex(),
-                    payee="0x" + topics[3][-20:].hex(),
-                    values={k: _event_value(v) for k, v in zip(names, values, strict=True)},
-                )
-            )
-        return out
+        decoded = (self._decode_log(log) for log in receipt.get("logs", []))
+        return [event for event in decoded if event is not None]
+
+    async def closed_event(self, channel_id: str, *, from_block: int = 0) -> EscrowEvent | None:
+        """The ``ChannelClosed`` event of a finalized channel, or ``None`` if it has none.
+
+        The escrow wipes a channel's record when it finalizes it, so this event is
+        the only place its final amounts survive (``settledToPayee``,
+        ``refundedToPayer``), e.g. for a client that crashed while the payee closed.
+        """
+        cid = bytes.fromhex(normalize_bytes32(channel_id, "channelId")[2:])
+        logs = await self.chain.get_logs(
+            self.address, [_CHANNEL_CLOSED_TOPIC, cid], from_block=from_block
+        )
+        closed = [e for e in map(self._decode_log, logs) if e is not None]
+        return closed[-1] if closed else None
+
+    def _decode_log(self, log: Mapping[str, Any]) -> EscrowEvent | None:
+        if str(log.get("address", "")).lower() != self.address:
+            return None
+        topics = [_as_bytes(t) for t in log.get("topics", [])]
+        if len(topics) != 4 or topics[0] not in _EVENTS:
+            return None
+        name, types, names = _EVENTS[topics[0]]
+        values = abi_decode(types, _as_bytes(log.get("data", b""))) if types else ()
+        return EscrowEvent(
+            name=name,
+            channel_id="0x" + topics[1].hex(),
+            payer="0x" + topics[2][-20:].hex(),
+            payee="0x" + topics[3][-20:].hex(),
+            values={k: _event_value(v) for k, v in zip(names, values, strict=True)},
+        )
 
 
 def encode_open(payee: str, token: str, deposit: int, salt: str, authorized_signer: str) -> bytes:
@@ -408,9 +451,9 @@ def encode_transfer(to: str, amount: int) -> bytes:
 
 
 def encode_top_up(channel_id: str, amount: int) -> bytes:
-    """Calldata of ``topUp(channelId, additionalDeposit)``."""
+    """Calldata of ``topUp(channelId, additionalDeposit)`` (a uint256 in the deployed ABI)."""
     return _SEL["topUp"] + abi_encode(
-        ["bytes32", "uint128"], [bytes.fromhex(normalize_bytes32(channel_id)[2:]), amount]
+        ["bytes32", "uint256"], [bytes.fromhex(normalize_bytes32(channel_id)[2:]), amount]
     )
 
 
@@ -445,7 +488,7 @@ def decode_payer_call(data: bytes) -> EscrowCall | None:
                 },
             )
         if selector == _SEL["topUp"]:
-            channel_id, amount = abi_decode(["bytes32", "uint128"], body)
+            channel_id, amount = abi_decode(["bytes32", "uint256"], body)
             return EscrowCall(
                 "topUp",
                 {"channelId": "0x" + bytes(channel_id).hex(), "additionalDeposit": int(amount)},
@@ -471,3 +514,11 @@ def _event_value(value: object) -> int | str:
     if isinstance(value, bytes):
         return "0x" + value.hex()
     return str(value).lower()
+
+
+def _as_bytes(value: object) -> bytes:
+    """Log topics and data as bytes (web3 gives HexBytes; raw JSON gives 0x-hex strings)."""
+    if isinstance(value, bytes):
+        return value
+    text = str(value)
+    return bytes.fromhex(text[2:] if text.startswith("0x") else text)

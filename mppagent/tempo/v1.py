@@ -166,6 +166,11 @@ class V1Backend:
         """``withdraw``."""
         return await self.escrow(escrow).sign_withdraw(wallet, channel_id)
 
+    async def final_settled(self, escrow: str, channel_id: str) -> int | None:
+        """``settledToPayee`` of the channel's ``ChannelClosed`` event, from the logs."""
+        closed = await self.escrow(escrow).closed_event(channel_id)
+        return None if closed is None else int(closed.values["settledToPayee"])
+
     def closed_amounts(
         self, escrow: str, channel_id: str, receipt: dict[str, Any]
     ) -> ClosedAmounts | None:

@@ -55,6 +55,7 @@ __all__ = [
     "canonical_signature",
     "domain_separator",
     "recover_voucher_signer",
+    "redeemable_signature",
     "sign_voucher",
     "voucher_digest",
     "voucher_typed_data",
@@ -283,6 +284,34 @@ def recover_voucher_signer(
     """
     digest = voucher_digest(channel_id, cumulative_amount, escrow, chain_id)
     return recover_digest_signer(signature, digest)
+
+
+def redeemable_signature(signature: str) -> str:
+    """The signature in the one form every v1 escrow redeems: 65-byte r‖s‖v, v = 27/28, low s.
+
+    A server must only accept vouchers it can collect. The draft accepts two
+    encodings, and both are taken here: 65-byte r‖s‖v with v = 27/28, returned
+    as is (lowercase), and the 64-byte EIP-2098 compact form, expanded to the
+    65-byte form (lossless: same r, s and parity), so the stored voucher is the
+    canonical encoding the reference SDK, our escrow and the deployed one all
+    accept. Refused with :class:`InvalidSignature`: v = 0/1 in a 65-byte
+    signature (not a draft encoding; the escrows' ``close`` reverts on it) and
+    high s (the draft requires servers to reject it; our escrow reverts on it).
+    """
+    raw = _signature_bytes(signature)
+    r = int.from_bytes(raw[:32], "big")
+    if len(raw) == 65:
+        s, v = int.from_bytes(raw[32:64], "big"), raw[64]
+        if v not in (27, 28):
+            raise InvalidSignature(
+                f"signature v must be 27 or 28 (got {v}); the escrow cannot redeem it"
+            )
+    else:
+        vs = int.from_bytes(raw[32:64], "big")
+        s, v = vs & ((1 << 255) - 1), 27 + (vs >> 255)
+    if not (0 < r < _N and 0 < s <= _HALF_N):
+        raise InvalidSignature("signature is not canonical (s must be in the lower half order)")
+    return "0x" + raw[:32].hex() + s.to_bytes(32, "big").hex() + format(v, "02x")
 
 
 def recover_digest_signer(signature: str, digest: bytes) -> str:

@@ -45,7 +45,7 @@ from mppagent.tempo.chain import (
     ContractReverted,
     TransactionFailed,
 )
-from mppagent.tempo.escrow import ChannelState, Escrow, Token
+from mppagent.tempo.escrow import ChannelState, Escrow, EscrowEvent, Token
 from mppagent.tempo.hexutil import checksum_address, keccak
 from tests.agent.rpcproxy import RpcProxy
 from tests.support import (
@@ -71,6 +71,14 @@ async def onchain(chain: DevChain, channel_id: str) -> ChannelState:
     client = chain.client()
     try:
         return await Escrow(client, chain.escrow).get_channel(channel_id)
+    finally:
+        await client.close()
+
+
+async def onchain_closed(chain: DevChain, channel_id: str) -> EscrowEvent | None:
+    client = chain.client()
+    try:
+        return await Escrow(client, chain.escrow).closed_event(channel_id)
     finally:
         await client.close()
 
@@ -119,7 +127,9 @@ async def close_all_and_check(
         assert result.refunded == result.deposit - result.paid
         state = await onchain(chain, record.channel_id)
         assert state.finalized
-        assert state.settled == result.paid
+        closed = await onchain_closed(chain, record.channel_id)  # the record itself is wiped
+        assert closed is not None
+        assert closed.values["settledToPayee"] == result.paid
         paid += result.paid
     for record in agent.channels.list():
         state = await onchain(chain, record.channel_id)
@@ -597,11 +607,12 @@ async def test_reverts_are_named_and_recorded_as_failed(
     refund = await agent.channels.withdraw(first.channel_id)
     assert refund.refunded == first.deposit
     assert agent.channels.get(first.channel_id).status == ChannelStatus.CLOSED
-    second_state = await onchain(chain, second.channel_id)
-    assert second_state.settled == await running_books(server)(second.channel_id) == 20 * PRICE
+    assert (await onchain(chain, second.channel_id)).cleared  # finalized, record wiped
+    paid = agent.channels.get(second.channel_id).settled
+    assert paid == await running_books(server)(second.channel_id) == 20 * PRICE
     payer_after, payee_after = await token_balances(chain, payer.address, payee.address)
-    assert payee_after - before[1] == second_state.settled
-    assert before[0] - payer_after == second_state.settled
+    assert payee_after - before[1] == paid
+    assert before[0] - payer_after == paid
     assert_store_consistent(agent)
 
 

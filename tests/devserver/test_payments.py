@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from mppagent.devserver import create_app
 from mppagent.devserver.wire import MODELS
 from mppagent.protocol import Challenge, parse_rfc3339
 from mppagent.tempo import ChainClient, Escrow
-from mppagent.tempo.schemas import OpenPayload, TopUpPayload, VoucherPayload
+from mppagent.tempo.hexutil import keccak
+from mppagent.tempo.schemas import ClosePayload, OpenPayload, TopUpPayload, VoucherPayload
+from tests.support import signature_forms
 
 from .helpers import (
     FUNDED,
@@ -475,6 +478,14 @@ async def test_unknown_and_finalized_channels_are_gone(
         response = await pay_head(http, payer.close(channel_id, 0))
         assert_problem(response, "session/channel-finalized", 410, body=False)
 
+    # A server that never saw the channel (fresh state) reads it from the chain, where the
+    # escrow has wiped it except ``finalized``: still channel-finalized, not "not found".
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    async with asgi_client(make_config(chain, fresh)) as http:
+        response = await pay_head(http, payer.voucher(channel_id, 1000))
+        assert_problem(response, "session/channel-finalized", 410, body=False)
+
 
 # -- 4. top-up -----------------------------------------------------------------------------------
 
@@ -573,24 +584,41 @@ async def test_deposit_topped_up_directly_on_chain_is_seen(
 # -- 5. close -----------------------------------------------------------------------------------
 
 
-async def test_cooperative_close_captures_exactly_spent(
+async def _transfers(client: ChainClient, token: str, tx_hash: str) -> list[tuple[str, str, int]]:
+    """The token's ``Transfer(from, to, value)`` logs in one mined transaction."""
+    receipt = await client.get_receipt(tx_hash)
+    assert receipt is not None
+    topic = keccak(b"Transfer(address,address,uint256)")
+    return [
+        (
+            "0x" + bytes(log["topics"][1])[-20:].hex(),
+            "0x" + bytes(log["topics"][2])[-20:].hex(),
+            int.from_bytes(bytes(log["data"]), "big"),
+        )
+        for log in receipt["logs"]
+        if str(log["address"]).lower() == token.lower() and bytes(log["topics"][0]) == topic
+    ]
+
+
+async def _open_and_spend_300_of_2000(http: httpx.AsyncClient, payer: Payer) -> str:
+    """Open a channel, authorize 2000 and consume 12 tokens = 300; returns the channel id."""
+    channel_id, _ = await open_channel(http, payer, DEPOSIT)
+    challenge = await fresh_challenge(http)
+    response = await http.post(
+        PATH, json=chat(12), headers=authorization(challenge, payer.voucher(channel_id, 2000))
+    )
+    assert response.status_code == 200, response.text
+    assert header_receipt(response).spent == 300
+    return channel_id
+
+
+async def test_close_voucher_outside_spent_to_accepted_is_refused(
     chain: DevChain, tmp_path: Path, payer: Payer, client: ChainClient
 ) -> None:
     config = make_config(chain, tmp_path)
-    payee = chain.accounts[0].address
-    escrow = Escrow(client, chain.escrow)
-    payee_before = await payer.token.balance_of(payee)
     async with asgi_client(config) as http:
-        channel_id, _ = await open_channel(http, payer, DEPOSIT)
-        # Authorize 2000, consume 12 tokens = 300.
-        challenge = await fresh_challenge(http)
-        response = await http.post(
-            PATH, json=chat(12), headers=authorization(challenge, payer.voucher(channel_id, 2000))
-        )
-        assert response.status_code == 200, response.text
-        assert header_receipt(response).spent == 300
-
-        for wrong in (2000, 299, 301, 0):
+        channel_id = await _open_and_spend_300_of_2000(http, payer)
+        for wrong in (299, 0, 2001, DEPOSIT):
             response = await pay_head(http, payer.close(channel_id, wrong))
             assert_problem(response, "verification-failed", body=False)
             response = await http.post(
@@ -599,13 +627,30 @@ async def test_cooperative_close_captures_exactly_spent(
                 headers=authorization(await fresh_challenge(http), payer.close(channel_id, wrong)),
             )
             body = assert_problem(response, "verification-failed")
-            assert body["requiredCloseAmount"] == "300"
+            assert (body["requiredCloseAmount"], body["acceptedCumulative"]) == ("300", "2000")
             assert body["channelId"] == channel_id
-        assert not (await escrow.get_channel(channel_id)).finalized
+        assert not (await Escrow(client, chain.escrow).get_channel(channel_id)).finalized
+    assert await payer.balance() == FUNDED - DEPOSIT
 
+
+@pytest.mark.parametrize("close_at", [300, 1_000, 2_000])
+async def test_cooperative_close_captures_exactly_spent(
+    chain: DevChain, tmp_path: Path, payer: Payer, client: ChainClient, close_at: int
+) -> None:
+    """Any close voucher in [spent, accepted] closes; the payee keeps exactly ``spent``.
+
+    v1's close pays the redeemed voucher's amount, so above ``spent`` the server returns the
+    difference to the payer in a transfer right after the close.
+    """
+    config = make_config(chain, tmp_path)
+    payee = chain.accounts[0].address
+    escrow = Escrow(client, chain.escrow)
+    payee_before = await payer.token.balance_of(payee)
+    async with asgi_client(config) as http:
+        channel_id = await _open_and_spend_300_of_2000(http, payer)
         challenge = await fresh_challenge(http)
         response = await http.post(
-            PATH, json=chat(), headers=authorization(challenge, payer.close(channel_id, 300))
+            PATH, json=chat(), headers=authorization(challenge, payer.close(channel_id, close_at))
         )
         assert response.status_code == 200, response.text
         receipt = header_receipt(response)
@@ -614,7 +659,7 @@ async def test_cooperative_close_captures_exactly_spent(
         assert receipt.tx_hash is not None
 
     state = await escrow.get_channel(channel_id)
-    assert (state.finalized, state.settled) == (True, 300)
+    assert (state.finalized, state.cleared) == (True, True)
     assert await payer.token.balance_of(payee) == payee_before + 300
     assert await payer.balance() == FUNDED - 300
     assert await payer.token.balance_of(chain.escrow) == 0
@@ -625,10 +670,118 @@ async def test_cooperative_close_captures_exactly_spent(
     assert closed[0].channel_id == channel_id
     assert closed[0].payer == payer.address
     assert closed[0].payee == payee.lower()
-    assert dict(closed[0].values) == {"settledToPayee": 300, "refundedToPayer": DEPOSIT - 300}
+    # The lowest voucher held at or above spent is redeemed: the close voucher itself here.
+    assert dict(closed[0].values) == {
+        "settledToPayee": close_at,
+        "refundedToPayer": DEPOSIT - close_at,
+    }
+    # Exactly one transfer of the excess, payee -> payer, after the close.
+    latest = await client.w3.eth.get_block("latest")
+    refund_tx = "0x" + bytes(latest["transactions"][-1]).hex()  # type: ignore[arg-type]
+    if close_at == 300:
+        assert refund_tx == receipt.tx_hash
+    else:
+        assert await _transfers(client, chain.token, refund_tx) == [
+            (payee.lower(), payer.address, close_at - 300)
+        ]
     row = stored(config, channel_id)
     assert row is not None
     assert (row["finalized"], row["close_tx"], row["settled"]) == (1, receipt.tx_hash, "300")
+    assert row["refund_owed"] == "0"  # paid back already
+
+
+async def test_owed_close_refund_is_paid_when_the_server_starts(
+    chain: DevChain, tmp_path: Path, payer: Payer, client: ChainClient
+) -> None:
+    """A refund the server could not send (crash, chain down) stays owed and is retried."""
+    config = make_config(chain, tmp_path)
+    async with asgi_client(config) as http:
+        channel_id = await _open_and_spend_300_of_2000(http, payer)
+        assert (await pay_head(http, payer.close(channel_id, 2000))).status_code == 200
+    assert await payer.balance() == FUNDED - 300
+    # As if the transfer after the close had failed: the debt is on record.
+    db = sqlite3.connect(config.state_path)
+    with db:
+        db.execute("UPDATE channels SET refund_owed = '1700' WHERE channel_id = ?", (channel_id,))
+    db.close()
+    async with asgi_client(config) as http:
+        assert (await http.head(PATH)).status_code == 402  # first use starts the payee
+    assert await payer.balance() == FUNDED - 300 + 1700
+    row = stored(config, channel_id)
+    assert row is not None
+    assert row["refund_owed"] == "0"
+    async with asgi_client(config) as http:  # paid once, not again
+        assert (await http.head(PATH)).status_code == 402
+    assert await payer.balance() == FUNDED - 300 + 1700
+
+
+async def test_close_with_nothing_spent_redeems_no_voucher(
+    chain: DevChain, tmp_path: Path, payer: Payer, client: ChainClient
+) -> None:
+    """spent == settled == 0: the close pays the payee nothing, whatever the voucher says."""
+    config = make_config(chain, tmp_path)
+    async with asgi_client(config) as http:
+        channel_id, _ = await open_channel(http, payer, DEPOSIT)
+        assert (await pay_head(http, payer.voucher(channel_id, 2000))).status_code == 200
+        response = await pay_head(http, payer.close(channel_id, 2000))
+        assert response.status_code == 200
+        receipt = header_receipt(response)
+    assert receipt.tx_hash is not None
+    tx_receipt = await client.get_receipt(receipt.tx_hash)
+    assert tx_receipt is not None
+    (closed,) = Escrow(client, chain.escrow).events(tx_receipt)
+    assert dict(closed.values) == {"settledToPayee": 0, "refundedToPayer": DEPOSIT}
+    assert await payer.balance() == FUNDED
+
+
+@pytest.mark.parametrize("form", ["v27", "v01", "compact", "high_s"])
+async def test_voucher_signature_forms_reach_a_close_or_a_clean_refusal(
+    chain: DevChain, tmp_path: Path, payer: Payer, client: ChainClient, form: str
+) -> None:
+    """Only signatures the escrow redeems are accepted; compact ones are stored expanded.
+
+    v = 27/28 and EIP-2098 compact: accepted as voucher and as close, and closed on chain.
+    v = 0/1 and high s: refused with invalid-signature (the escrow's close would revert), the
+    channel stays open, and a canonical close still works.
+    """
+    accepted = form in ("v27", "compact")
+    config = make_config(chain, tmp_path)
+
+    def in_form(payload: VoucherPayload | ClosePayload) -> VoucherPayload | ClosePayload:
+        return payload.model_copy(update={"signature": signature_forms(payload.signature)[form]})
+
+    async with asgi_client(config) as http:
+        channel_id, _ = await open_channel(http, payer, DEPOSIT)
+        voucher = in_form(payer.voucher(channel_id, 2000))
+        response = await pay_head(http, voucher)
+        if accepted:
+            assert response.status_code == 200
+            row = stored(config, channel_id)
+            assert row is not None
+            # Stored in the one form every escrow redeems (65 bytes, v = 27/28, low s).
+            assert row["accepted_signature"] == payer.sign(channel_id, 2000)
+        else:
+            assert_problem(response, "session/invalid-signature", body=False)
+            assert (await pay_head(http, payer.voucher(channel_id, 2000))).status_code == 200
+        challenge = await fresh_challenge(http)
+        response = await http.post(
+            PATH, json=chat(12), headers=authorization(challenge, payer.voucher(channel_id, 2000))
+        )
+        assert response.status_code == 200, response.text
+
+        response = await pay_head(http, in_form(payer.close(channel_id, 300)))
+        if not accepted:
+            assert_problem(response, "session/invalid-signature", body=False)
+            assert not (await Escrow(client, chain.escrow).get_channel(channel_id)).finalized
+            response = await pay_head(http, payer.close(channel_id, 300))
+        assert response.status_code == 200
+        receipt = header_receipt(response)
+    assert receipt.tx_hash is not None
+    tx_receipt = await client.get_receipt(receipt.tx_hash)
+    assert tx_receipt is not None
+    (closed,) = Escrow(client, chain.escrow).events(tx_receipt)
+    assert dict(closed.values) == {"settledToPayee": 300, "refundedToPayer": DEPOSIT - 300}
+    assert await payer.balance() == FUNDED - 300
 
 
 # -- 6. rate limiting ------------------------------------------------------------------------------

@@ -209,12 +209,22 @@ async def test_full_lifecycle_exact_balances(p: Parties) -> None:
     # open
     channel_id, receipt = await p.open(deposit, approve=False)
     (opened,) = only(p.escrow.events(receipt), "ChannelOpened")
+    salt = str(opened.values["salt"])
     assert opened == EscrowEvent(
         name="ChannelOpened",
         channel_id=channel_id,
         payer=p.payer_addr,
         payee=p.payee_addr,
-        values={"token": p.chain.token, "authorizedSigner": ZERO_ADDRESS, "deposit": deposit},
+        values={
+            "token": p.chain.token,
+            "authorizedSigner": ZERO_ADDRESS,
+            "salt": salt,
+            "deposit": deposit,
+        },
+    )
+    # The event's salt is the one the id was derived from.
+    assert channel_id == compute_channel_id(
+        p.payer_addr, p.payee_addr, p.chain.token, salt, ZERO_ADDRESS, p.chain.escrow, 31337
     )
     assert await p.balances() == (FUNDED - deposit, FUNDED, deposit)
     assert await p.token.allowance(p.payer.address, p.chain.escrow) == top_up
@@ -233,6 +243,8 @@ async def test_full_lifecycle_exact_balances(p: Parties) -> None:
     assert state.exists
     assert state.expected_signer == p.payer_addr
     assert state.unsettled == deposit
+
+    assert await p.escrow.closed_event(channel_id) is None  # open: not closed yet
 
     # settle v1
     (settled,) = only(p.escrow.events(await p.settle(channel_id, v1)), "Settled")
@@ -263,20 +275,30 @@ async def test_full_lifecycle_exact_balances(p: Parties) -> None:
     assert settled.values == {"cumulativeAmount": v2, "deltaPaid": v2 - v1, "newSettled": v2}
     assert await p.balances() == (FUNDED - deposit - top_up, FUNDED + v2, deposit + top_up - v2)
 
-    # close v3: the payee gets v3 - v2, the payer the rest of the deposit back
+    # close v3: the payee gets v3 - v2, the payer the rest of the deposit back. Like the
+    # deployed escrow, close emits only ChannelClosed (no Settled) and clears the record.
     signature = p.voucher(channel_id, v3)
     tx = await p.escrow.sign_close(p.payee.wallet(), channel_id, v3, signature)
-    settled, closed = only(p.escrow.events(await p.send(tx)), "Settled", "ChannelClosed")
-    assert settled.values == {"cumulativeAmount": v3, "deltaPaid": v3 - v2, "newSettled": v3}
+    (closed,) = only(p.escrow.events(await p.send(tx)), "ChannelClosed")
     assert closed.values == {"settledToPayee": v3, "refundedToPayer": deposit + top_up - v3}
     assert await p.balances() == (FUNDED - v3, FUNDED + v3, 0)
     state = await p.escrow.get_channel(channel_id)
-    assert (state.deposit, state.settled, state.close_requested_at, state.finalized) == (
-        deposit + top_up,
-        v3,
-        0,
-        True,
+    assert state == ChannelState(
+        channel_id=channel_id,
+        payer=ZERO_ADDRESS,
+        payee=ZERO_ADDRESS,
+        token=ZERO_ADDRESS,
+        authorized_signer=ZERO_ADDRESS,
+        deposit=0,
+        settled=0,
+        close_requested_at=0,
+        finalized=True,
     )
+    assert not state.exists  # wiped: only ``finalized`` tells it from an unknown id
+    assert state.cleared
+    # The amounts survive only in the event, which a client can find again by channel id.
+    assert await p.escrow.closed_event(channel_id) == closed
+    assert await p.escrow.closed_event(random_salt()) is None
 
     # A finalized channel accepts nothing more, not even a higher voucher.
     with pytest.raises(ContractReverted) as info:
@@ -339,11 +361,13 @@ async def test_forced_close_refunds_deposit_minus_settled(p: Parties) -> None:
     with pytest.raises(ContractReverted) as info:
         await p.escrow.sign_withdraw(wallet, channel_id)
     assert info.value.error_name == "CloseNotReady"
-    with pytest.raises(ContractReverted) as info:
-        await p.escrow.sign_request_close(wallet, channel_id)
-    assert info.value.error_name == "CloseAlreadyRequested"
+    # A second request is a no-op: no event, and the first grace end stands.
+    await p.chain.increase_time(60)
+    receipt = await p.send(await p.escrow.sign_request_close(wallet, channel_id))
+    assert p.escrow.events(receipt) == []
+    assert (await p.escrow.get_channel(channel_id)).close_requested_at == requested_at
 
-    await p.chain.increase_time(GRACE // 2)
+    await p.chain.increase_time(GRACE // 2 - 60)
     with pytest.raises(ContractReverted) as info:
         await p.escrow.sign_withdraw(wallet, channel_id)
     assert info.value.error_name == "CloseNotReady"
@@ -351,7 +375,13 @@ async def test_forced_close_refunds_deposit_minus_settled(p: Parties) -> None:
     await p.chain.increase_time(GRACE // 2)
     assert await p.client.block_timestamp() >= requested_at + GRACE
     receipt = await p.send(await p.escrow.sign_withdraw(wallet, channel_id))
-    (closed,) = only(p.escrow.events(receipt), "ChannelClosed")
+    expired, closed = only(p.escrow.events(receipt), "ChannelExpired", "ChannelClosed")
+    assert (expired.channel_id, expired.payer, expired.payee, dict(expired.values)) == (
+        channel_id,
+        p.payer_addr,
+        p.payee_addr,
+        {},
+    )
     assert closed.values == {
         "settledToPayee": settled_amount,
         "refundedToPayer": deposit - settled_amount,
@@ -359,7 +389,8 @@ async def test_forced_close_refunds_deposit_minus_settled(p: Parties) -> None:
     assert await p.balances() == (FUNDED - settled_amount, FUNDED + settled_amount, 0)
     state = await p.escrow.get_channel(channel_id)
     assert state.finalized
-    assert state.settled == settled_amount
+    assert state.cleared
+    assert await p.escrow.closed_event(channel_id) == closed
 
     with pytest.raises(ContractReverted) as info:
         await p.escrow.sign_withdraw(wallet, channel_id)
@@ -385,7 +416,7 @@ async def test_top_up_cancels_close_request(p: Parties) -> None:
 
     await p.approve(top_up)
     receipt = await p.send(await p.escrow.sign_top_up(wallet, channel_id, top_up))
-    topped, cancelled = only(p.escrow.events(receipt), "TopUp", "CloseRequestCancelled")
+    cancelled, topped = only(p.escrow.events(receipt), "CloseRequestCancelled", "TopUp")
     assert topped.values == {"additionalDeposit": top_up, "newDeposit": deposit + top_up}
     assert (cancelled.channel_id, cancelled.payer, cancelled.payee, dict(cancelled.values)) == (
         channel_id,
@@ -532,7 +563,7 @@ async def test_delegated_signer(p: Parties) -> None:
     await p.send(await p.escrow.sign_settle(p.payee.wallet(), channel_id, 700, signature))
     close_sig = delegate.sign(channel_id, 900, p.chain.escrow, p.chain.chain_id)
     tx = await p.escrow.sign_close(p.payee.wallet(), channel_id, 900, close_sig)
-    _, closed = only(p.escrow.events(await p.send(tx)), "Settled", "ChannelClosed")
+    (closed,) = only(p.escrow.events(await p.send(tx)), "ChannelClosed")
     assert closed.values == {"settledToPayee": 900, "refundedToPayer": 9_100}
     assert await p.balances() == (FUNDED - 900, FUNDED + 900, 0)
 
@@ -555,12 +586,17 @@ async def test_decode_payer_call_roundtrip(p: Parties) -> None:
         "authorizedSigner": signer.lower(),
     }
     channel_id = random_salt()
-    call = decode_payer_call(encode_top_up(channel_id, 2**128 - 1))
-    assert call is not None
-    assert (call.function, dict(call.args)) == (
-        "topUp",
-        {"channelId": channel_id, "additionalDeposit": 2**128 - 1},
-    )
+    # topUp takes a uint256 in the deployed ABI: even amounts above uint128 round-trip (the
+    # contract refuses them with DepositOverflow; the server compares them with the payload).
+    for amount in (1, 2**128 - 1, 2**128, 2**256 - 1):
+        top_up = encode_top_up(channel_id, amount)
+        assert top_up[:4] == keccak(b"topUp(bytes32,uint256)")[:4]
+        call = decode_payer_call(top_up)
+        assert call is not None
+        assert (call.function, dict(call.args)) == (
+            "topUp",
+            {"channelId": channel_id, "additionalDeposit": amount},
+        )
     # Anything else is not a payer call.
     settle = keccak(b"settle(bytes32,uint128,bytes)")[:4] + abi_encode(
         ["bytes32", "uint128", "bytes"], [b"\x01" * 32, 1, b"\x02" * 65]

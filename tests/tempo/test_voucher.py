@@ -25,10 +25,12 @@ from mppagent.tempo.voucher import (
     domain_separator,
     recover_digest_signer,
     recover_voucher_signer,
+    redeemable_signature,
     sign_voucher,
     voucher_digest,
     voucher_typed_data,
 )
+from tests.support import compact, join, signature_forms, split
 
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 HALF_N = N // 2
@@ -63,22 +65,6 @@ def typed_message(channel_id: str, amount: int, escrow: str, chain_id: int) -> d
     return voucher_typed_data(channel_id, amount, escrow, chain_id)
 
 
-def split(signature: str) -> tuple[int, int, int]:
-    raw = bytes.fromhex(signature[2:])
-    assert len(raw) == 65
-    return int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"), raw[64]
-
-
-def join(r: int, s: int, v: int) -> str:
-    return "0x" + r.to_bytes(32, "big").hex() + s.to_bytes(32, "big").hex() + format(v, "02x")
-
-
-def compact(signature: str) -> str:
-    """EIP-2098 form: r ‖ (yParity << 255 | s)."""
-    r, s, v = split(signature)
-    return "0x" + r.to_bytes(32, "big").hex() + ((v - 27) << 255 | s).to_bytes(32, "big").hex()
-
-
 # -- byte-identical to eth-account -------------------------------------------------------
 
 
@@ -110,6 +96,37 @@ def test_property_signature_matches_eth_account(
     assert recover_voucher_signer(ours, channel_id, amount, escrow, chain_id) == signer
     # eth-account agrees on who signed ours.
     assert Account.recover_message(signable, signature=bytes.fromhex(ours[2:])) == signer
+
+
+@PROPERTY
+@given(key=keys, channel_id=channel_ids, amount=amounts, escrow=escrows, chain_id=chain_ids)
+def test_property_redeemable_signature_forms(
+    key: str, channel_id: str, amount: int, escrow: str, chain_id: int
+) -> None:
+    """What a server may store: 65-byte v = 27/28 low-s, and the compact form expanded to it."""
+    signer = VoucherSigner(key)
+    forms = signature_forms(signer.sign(channel_id, amount, escrow, chain_id))
+    canonical = forms["v27"]
+    assert redeemable_signature(canonical) == canonical
+    assert redeemable_signature("0X" + canonical[2:].upper()) == canonical
+    assert redeemable_signature(forms["compact"]) == canonical
+    for refused in ("v01", "high_s"):
+        with pytest.raises(InvalidSignature):
+            redeemable_signature(forms[refused])
+    r, s, v = split(canonical)
+    with pytest.raises(InvalidSignature, match="27 or 28"):
+        redeemable_signature(join(r, s, v - 27))
+    with pytest.raises(InvalidSignature, match="lower half"):
+        redeemable_signature(compact(join(r, HALF_N + 1, v)))  # compact with s just too high
+    args = (channel_id, amount, escrow, chain_id)
+    assert recover_voucher_signer(redeemable_signature(forms["compact"]), *args) == signer.address
+
+
+def test_redeemable_signature_rejects_malformed_input() -> None:
+    good = sign_voucher(KEY, CHANNEL, 7, ESCROW, CHAIN_ID)
+    for bad in ("", "0x", good[2:], good[:-4], good + "00", "0x" + "zz" * 65, "0x" + "00" * 65):
+        with pytest.raises(InvalidSignature):
+            redeemable_signature(bad)
 
 
 @PROPERTY

@@ -20,6 +20,15 @@ interface Vm {
     function addr(uint256 privateKey) external pure returns (address);
     function assume(bool condition) external pure;
     function label(address account, string calldata newLabel) external;
+
+    struct Log {
+        bytes32[] topics;
+        bytes data;
+        address emitter;
+    }
+
+    function recordLogs() external;
+    function getRecordedLogs() external returns (Log[] memory);
 }
 
 /// @notice Minimal test base: the cheatcode handle, `bound`, and assertions that revert with the
@@ -86,6 +95,10 @@ abstract contract Test {
         if (keccak256(bytes(actual)) != keccak256(bytes(expected))) {
             fail(string.concat(message, ": got '", actual, "', expected '", expected, "'"));
         }
+    }
+
+    function assertEq(bytes memory actual, bytes memory expected, string memory message) internal pure {
+        if (keccak256(actual) != keccak256(expected)) fail(string.concat(message, ": bytes differ"));
     }
 
     function assertNotEq(bytes32 a, bytes32 b, string memory message) internal pure {

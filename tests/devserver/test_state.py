@@ -1,0 +1,45 @@
+"""The reference server's SQLite store: a database from before ``refund_owed`` still opens."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+from mppagent.devserver import state as state_module
+from mppagent.devserver.state import ServerState
+
+# The schema as it was before the column: today's, minus that one line.
+_COLUMN = "    refund_owed TEXT NOT NULL DEFAULT '0',\n"
+assert _COLUMN in state_module._SCHEMA
+_OLD_SCHEMA = state_module._SCHEMA.replace(_COLUMN, "")
+_OLD_ROW = (
+    "INSERT INTO channels VALUES ('0xc1', '0xaa', '0x00', '1000', '0', '500', NULL, '300', 1,"
+    " '0xt', 0)"
+)
+
+
+def test_database_without_refund_column_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(_OLD_SCHEMA)
+    with db:
+        db.execute(_OLD_ROW)
+    db.close()
+
+    state = ServerState(path)
+    try:
+        channel = state.get("0xc1")
+        assert channel is not None
+        assert (channel.spent, channel.finalized, channel.refund_owed) == (300, True, 0)
+        assert state.owed_refunds() == []
+        state.put(replace(channel, refund_owed=200))
+    finally:
+        state.close()
+
+    reopened = ServerState(path)  # the column now exists: no second ALTER
+    try:
+        (owed,) = reopened.owed_refunds()
+        assert (owed.channel_id, owed.refund_owed) == ("0xc1", 200)
+    finally:
+        reopened.close()
