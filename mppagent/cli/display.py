@@ -202,8 +202,17 @@ class StreamDisplay:
         elif event.kind == "top_up":
             self.deposit = int(event.detail.get("deposit", self.deposit + event.amount))
             self._event(f"topped up {format_units(event.amount)} {units}")
+        elif event.kind == "unverified":
+            self._event(
+                f"warning: the server sent no receipt; what it billed on channel "
+                f"{_short(event.channel_id)} is unverified (no paying ahead on it until a "
+                "receipt verifies it)"
+            )
         elif event.kind in ("receipt", "final_receipt"):
             self.channel = self.channel or event.channel_id
+            under = int(event.detail.get("under_billed") or 0)
+            if under:
+                self._event(f"the server billed {format_units(under)} {units} less than it could")
             if event.kind == "final_receipt":
                 self._event(
                     f"final receipt verified: {event.detail.get('units')} units, this request "

@@ -67,3 +67,18 @@ def test_request_cost_is_apart_from_the_channel_total() -> None:
     fresh = RequestCost({}, stream=False)
     fresh.observe(PaymentEvent("receipt", CHANNEL, 75))
     assert fresh.cost(tokens=0) == 75
+
+
+def test_unverified_payments_and_under_billing_are_shown() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    display = StreamDisplay(out=out, err=err)
+    with display:
+        display.payment(PaymentEvent("challenge", "", 25))
+        display.payment(PaymentEvent("unverified", CHANNEL))
+        display.payment(
+            PaymentEvent("final_receipt", CHANNEL, 300, detail={"units": 12, "under_billed": 50})
+        )
+    shown = err.getvalue()
+    assert "no receipt" in shown
+    assert "unverified" in shown
+    assert "billed 0.000050" in shown
