@@ -405,10 +405,15 @@ class TokenMeter(_Base):
 
     @property
     def delivered(self) -> int:
-        """The server's usage if reported, else an estimate (4 bytes a token, >= 1 a chunk)."""
+        """The server's usage if reported, else a low estimate: one token per text chunk.
+
+        Low on purpose: the agent pays ahead of this estimate (within the bound), and
+        paying ahead of an overestimate would pay for nothing delivered. Exact for
+        servers that stream one token per chunk.
+        """
         if self._usage is not None and self._usage_at == self._bytes:
             return min(self._usage, self._text_bound())
-        return max(self._chunks, _ceil_div(self._bytes, 4))
+        return self._chunks
 
     def _text_bound(self) -> int:
         bound = -(-self._bytes // self._per_token) + self._slack

@@ -303,7 +303,9 @@ class PaidExchange:
             or not self._verified_in_request
         ):
             return None
-        delivered_cost = self._gate.baseline + self.bound * self._gate.price
+        # The meter's (low) estimate of what was delivered, not its (high) bound: paying
+        # ahead of an overestimate would pay ahead of nothing. The gate caps it either way.
+        delivered_cost = self._gate.baseline + self.delivered * self._gate.price
         if self._signed - delivered_cost >= window:
             return None  # a full window is still prepaid
         target = min(delivered_cost + 2 * window, self._gate.ceiling(self.bound))
@@ -423,7 +425,7 @@ class PaidExchange:
             # Already authorised: a demand our pay-ahead overtook, a duplicate event or a
             # lost voucher. Resend what is signed; sign nothing new.
             return SignVoucher(self._resend(), resend=True)
-        window = required - (self._gate.baseline + self.bound * self._gate.price)
+        window = required - (self._gate.baseline + self.delivered * self._gate.price)
         self._steady = self._steady + 1 if window == self._window else 0
         self._window = window
         return self._sign_or_top_up(required, Purpose.DEMAND)
