@@ -282,6 +282,7 @@ class PaidExchange:
             amount,
             purpose=Purpose.OPEN,
             bound_units=self.bound,
+            delivered_units=self.delivered,
             signed=self._signed,
             deposit=self._deposit,
         )
@@ -316,6 +317,7 @@ class PaidExchange:
                 target,
                 purpose=Purpose.PAY_AHEAD,
                 bound_units=self.bound,
+                delivered_units=self.delivered,
                 signed=self._signed,
                 deposit=self._deposit,
             )
@@ -435,7 +437,11 @@ class PaidExchange:
         if problem.kind == "delta-too-small":
             delta = problem.min_delta or gate.min_delta or gate.price
             auth = gate.authorize_delta(
-                delta, bound_units=self.bound, signed=self._signed, deposit=self._deposit
+                delta,
+                bound_units=self.bound,
+                signed=self._signed,
+                deposit=self._deposit,
+                delivered_units=self.delivered,
             )
             return SignVoucher(auth)
         if problem.kind == "insufficient-balance":
@@ -460,6 +466,7 @@ class PaidExchange:
             amount,
             purpose=purpose,
             bound_units=self.bound,
+            delivered_units=self.delivered,
             signed=self._signed,
             deposit=ceiling_deposit,
         )
@@ -476,6 +483,7 @@ class PaidExchange:
             self._signed,
             purpose=Purpose.DEMAND,
             bound_units=self.bound,
+            delivered_units=self.delivered,
             signed=self._signed,
             deposit=self._deposit,
         )

@@ -55,6 +55,7 @@ class Authorization:
     channel_id: str
     amount: int
     purpose: Purpose
+    acknowledged: int = 0  # what the agent's meter says was delivered (cumulative)
     _issuer: object = field(default=None, repr=False, compare=False)
 
     @property
@@ -103,17 +104,27 @@ class PaymentGate:
         return max(self.signed_at_start, self.ceiling(bound_units))
 
     def authorize(
-        self, amount: int, *, purpose: Purpose, bound_units: int, signed: int, deposit: int
+        self,
+        amount: int,
+        *,
+        purpose: Purpose,
+        bound_units: int,
+        signed: int,
+        deposit: int,
+        delivered_units: int = 0,
     ) -> Authorization:
         """Allow signing cumulative ``amount`` or raise a typed error naming the rule.
 
         ``signed`` is the highest cumulative already signed on the channel and
-        ``deposit`` the deposit the voucher must fit (after a planned top-up).
+        ``deposit`` the deposit the voucher must fit (after a planned top-up);
+        ``delivered_units`` (the meter's low estimate) is recorded with the voucher
+        as what the agent acknowledges having received.
         """
+        acknowledged = min(self.baseline + delivered_units * self.price, max(amount, signed))
         if amount > _UINT96_MAX:
             raise PolicyViolation("amount", f"cumulative {amount} does not fit the voucher type")
         if amount <= signed:
-            return Authorization(self.channel_id, signed, purpose, _ISSUED)
+            return Authorization(self.channel_id, signed, purpose, acknowledged, _ISSUED)
         ceiling = self.ceiling(bound_units)
         if amount > ceiling:
             message = (
@@ -129,14 +140,14 @@ class PaymentGate:
             raise PolicyViolation(
                 "deposit", f"cumulative {amount} exceeds the channel's deposit {deposit}"
             )
-        return Authorization(self.channel_id, amount, purpose, _ISSUED)
+        return Authorization(self.channel_id, amount, purpose, acknowledged, _ISSUED)
 
     def check_budget(self, amount: int) -> None:
         """Refuse when this request would newly authorise more than ``budget_per_request``."""
         self.policy.check_request_budget(amount - self.signed_at_start)
 
     def authorize_delta(
-        self, delta: int, *, bound_units: int, signed: int, deposit: int
+        self, delta: int, *, bound_units: int, signed: int, deposit: int, delivered_units: int = 0
     ) -> Authorization:
         """Answer ``delta-too-small``: ``signed + delta``, unless the delta itself is too big."""
         allowance = self.ceiling(bound_units) - signed
@@ -152,6 +163,7 @@ class PaymentGate:
             bound_units=bound_units,
             signed=signed,
             deposit=deposit,
+            delivered_units=delivered_units,
         )
 
     @staticmethod
@@ -168,7 +180,7 @@ class PaymentGate:
             raise PolicyViolation(
                 "close_amount", f"close amount {amount} is below the settled {settled}"
             )
-        return Authorization(channel_id.lower(), amount, Purpose.CLOSE, _ISSUED)
+        return Authorization(channel_id.lower(), amount, Purpose.CLOSE, 0, _ISSUED)
 
 
 def preflight(policy: SpendPolicy, offer: Offer, *, spent_last_day: int | None) -> None:

@@ -39,6 +39,7 @@ def sign_voucher(ctx: SessionContext, record: ChannelRecord, auth: Authorization
             signer, record.channel_id, value, scope.escrow, scope.chain_id
         ),
         check=check,
+        acknowledged=auth.acknowledged,
     )
 
 

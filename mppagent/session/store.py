@@ -112,6 +112,7 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE channels ADD COLUMN unverified INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE channels ADD COLUMN protocol TEXT NOT NULL DEFAULT 'v1';
     ALTER TABLE channels ADD COLUMN descriptor TEXT;
+    ALTER TABLE channels ADD COLUMN acknowledged TEXT NOT NULL DEFAULT '0';
     CREATE TABLE locks (
         name TEXT PRIMARY KEY,
         owner TEXT NOT NULL,
@@ -206,6 +207,7 @@ class ChannelRecord:
     unverified: bool = False
     protocol: str = "v1"
     descriptor: str | None = None
+    acknowledged: int = 0
 
     @property
     def remaining(self) -> int:
@@ -255,8 +257,11 @@ class ChannelStore(Protocol):
         sign: Callable[[int], str],
         *,
         check: Callable[[int, int], None] | None = None,
+        acknowledged: int = 0,
     ) -> SignedVoucher: ...
-    def record_receipt(self, channel_id: str, *, accepted: int, spent: int) -> ChannelRecord: ...
+    def record_receipt(
+        self, channel_id: str, *, accepted: int, spent: int, final: bool = False
+    ) -> ChannelRecord: ...
     def begin_operation(
         self,
         channel_id: str,
@@ -304,9 +309,9 @@ _CHANNEL_COLUMNS = (
     "channel_id, scope, payer, authorized_signer, signer_key, salt, deposit, signed,"
     " signed_signature, accepted, spent, settled, status, url, realm, unit_type, unit_price,"
     " evidence, lease_owner, lease_until, created_at, updated_at, unverified, protocol,"
-    " descriptor"
+    " descriptor, acknowledged"
 )
-_INT_FIELDS = {"deposit", "signed", "accepted", "spent", "settled", "unit_price"}
+_INT_FIELDS = {"deposit", "signed", "accepted", "spent", "settled", "unit_price", "acknowledged"}
 _UPDATABLE = {
     "authorized_signer",
     "signer_key",
@@ -537,8 +542,14 @@ class SqliteChannelStore:
         sign: Callable[[int], str],
         *,
         check: Callable[[int, int], None] | None = None,
+        acknowledged: int = 0,
     ) -> SignedVoucher:
         """Record and return a voucher for ``amount``, signing only if it is new.
+
+        ``acknowledged`` is what the agent's own meter says was delivered on the
+        channel so far (as a cumulative amount); it is kept (never lowered) in the
+        same transaction, so a process killed mid-stream leaves the next request a
+        baseline for the goods it received but never saw a receipt for.
 
         Inside one IMMEDIATE transaction: if ``amount`` is at or below the
         highest recorded voucher, that voucher is returned unsigned-anew
@@ -548,12 +559,15 @@ class SqliteChannelStore:
         """
         with self._transaction() as db:
             row = db.execute(
-                "SELECT signed, signed_signature, status FROM channels WHERE channel_id = ?",
+                "SELECT signed, signed_signature, status, acknowledged FROM channels"
+                " WHERE channel_id = ?",
                 (channel_id.lower(),),
             ).fetchone()
             if row is None:
                 raise StoreError(f"channel {channel_id} is not in the store")
             signed, signature, status = int(row[0]), row[1], row[2]
+            if acknowledged > int(row[3]):
+                self._update(db, channel_id, {"acknowledged": acknowledged})
             if status not in _VOUCHER_STATUSES:
                 raise StoreError(f"channel {channel_id} is {status}; no more vouchers")
             if amount <= signed and signature is not None:
@@ -588,8 +602,14 @@ class SqliteChannelStore:
                 )
         return SignedVoucher(channel_id, amount, signature, fresh=True)
 
-    def record_receipt(self, channel_id: str, *, accepted: int, spent: int) -> ChannelRecord:
-        """Remember the latest verified receipt (amounts only ever grow; clears ``unverified``)."""
+    def record_receipt(
+        self, channel_id: str, *, accepted: int, spent: int, final: bool = False
+    ) -> ChannelRecord:
+        """Remember the latest verified receipt (amounts only ever grow; clears ``unverified``).
+
+        A ``final`` receipt settles the request's books: what the agent had
+        acknowledged as delivered gives way to the verified ``spent``.
+        """
         with self._transaction(durable=False) as db:
             row = db.execute(
                 "SELECT accepted, spent FROM channels WHERE channel_id = ?",
@@ -604,6 +624,7 @@ class SqliteChannelStore:
                     "accepted": max(int(row[0]), accepted),
                     "spent": max(int(row[1]), spent),
                     "unverified": False,
+                    **({"acknowledged": max(int(row[1]), spent)} if final else {}),
                 },
             )
         return self._require(channel_id)
@@ -953,6 +974,7 @@ def _row(record: ChannelRecord) -> tuple[Any, ...]:
         int(record.unverified),
         record.protocol,
         record.descriptor,
+        str(record.acknowledged),
     )
 
 
@@ -983,6 +1005,7 @@ def _channel(row: Sequence[Any]) -> ChannelRecord:
         unverified=bool(row[22]),
         protocol=row[23],
         descriptor=row[24],
+        acknowledged=int(row[25]),
     )
 
 

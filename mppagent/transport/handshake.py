@@ -198,7 +198,9 @@ class PaidRequest:
             self.manager.policy,
             channel_id=record.channel_id,
             price=offer.price,
-            baseline=record.spent,
+            # What receipts verified, or -- after a stream cut off before its final
+            # receipt -- what our own meter acknowledged as delivered, if more.
+            baseline=max(record.spent, record.acknowledged),
             signed_at_start=record.signed,
             min_delta=min_delta,
         )

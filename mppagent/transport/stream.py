@@ -172,7 +172,10 @@ class PaidStream(httpx.AsyncByteStream):
         exchange = self.exchange
         exchange.handle(ReceiptSeen(receipt, final=True))
         self.t.manager.store.record_receipt(
-            self.record.channel_id, accepted=receipt.accepted_cumulative, spent=receipt.spent
+            self.record.channel_id,
+            accepted=receipt.accepted_cumulative,
+            spent=receipt.spent,
+            final=True,
         )
         self.outcome.verified = True
         self.outcome.billed = exchange.billed

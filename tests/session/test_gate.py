@@ -157,3 +157,16 @@ def test_preflight_refuses_an_exhausted_daily_budget_and_passes_a_payable_reques
         preflight(SpendPolicy(budget_per_day=1_000), offer(), spent_last_day=990)
     assert info.value.rule == "budget_per_day"
     preflight(SpendPolicy(budget_per_day=1_000), offer(5 * PRICE), spent_last_day=0)
+
+
+def test_authorizations_carry_what_the_meter_saw_delivered() -> None:
+    g = gate(baseline=1_000)
+    auth = g.authorize(
+        1_000 + 8 * PRICE,
+        purpose=Purpose.DEMAND,
+        bound_units=8,
+        signed=0,
+        deposit=10**6,
+        delivered_units=6,
+    )
+    assert auth.acknowledged == 1_000 + 6 * PRICE

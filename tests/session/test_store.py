@@ -205,3 +205,19 @@ def test_monotonic_across_processes(tmp_path: Path) -> None:
     assert history == sorted(history)
     assert len(history) == len(set(history))
     assert store.get("0x" + "aa" * 32).signed == max(history)  # type: ignore[union-attr]
+
+
+def test_acknowledged_delivery_survives_until_a_final_receipt() -> None:
+    """A stream cut off before its final receipt leaves what our meter saw delivered."""
+    store = MemoryChannelStore()
+    store.insert(record())
+    channel = record().channel_id
+    store.sign_voucher(channel, 500, lambda a: f"s{a}", acknowledged=300)
+    store.sign_voucher(channel, 600, lambda a: f"s{a}", acknowledged=250)  # never lowered
+    assert store.get(channel).acknowledged == 300  # type: ignore[union-attr]
+    store.record_receipt(channel, accepted=500, spent=200)  # mid-stream: kept
+    assert store.get(channel).acknowledged == 300  # type: ignore[union-attr]
+    store.record_receipt(channel, accepted=600, spent=280, final=True)  # books settled
+    settled = store.get(channel)
+    assert settled is not None
+    assert (settled.spent, settled.acknowledged) == (280, 280)
