@@ -53,6 +53,18 @@ def test_plain_output_keeps_events_on_stderr_and_the_answer_on_stdout() -> None:
     assert err.getvalue().count("[payment] voucher") == 10
 
 
+def test_answer_piped_with_a_terminal_on_stderr_shows_events_and_status_there() -> None:
+    out, err = io.StringIO(), _Terminal()
+    display = StreamDisplay(out=out, err=err)
+    with display:
+        display.payment(PaymentEvent("challenge", "", 25))
+        display.text("answer", None)
+        for event in _events(3):
+            display.payment(event)
+    assert out.getvalue() == "answer\n"
+    assert err.getvalue().count("[payment] voucher") == 3
+
+
 def test_request_cost_is_apart_from_the_channel_total() -> None:
     cost = RequestCost({CHANNEL: 5_000}, stream=True)
     cost.observe(PaymentEvent("challenge", "", 25))
