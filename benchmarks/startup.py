@@ -112,8 +112,7 @@ async def first_token(runs: int) -> dict[str, list[float]]:
 
     ``cold``: the first request of a fresh store (opens a channel on chain);
     ``warm``: a later request, which reuses the open channel (the common case).
-    Each run is a cold request on a store of its own followed by a warm one on
-    the same store, so load bursts on a shared machine spread over both.
+    Each cold run has a store of its own; the warm runs then reuse those stores.
     """
     from mppagent.devchain import DevChain
 
@@ -133,12 +132,9 @@ async def first_token(runs: int) -> dict[str, list[float]]:
                 # Warm-up (bytecode and page cache) on a store of its own, so the first
                 # measured request still opens a channel.
                 await _first_token(server.url, env | {"MPPAGENT_STORE": str(Path(tmp) / "w.db")})
-                cold: list[float] = []
-                warm: list[float] = []
-                for run in range(runs):
-                    store = {"MPPAGENT_STORE": str(Path(tmp) / f"client{run}.db")}
-                    cold.append(await _first_token(server.url, env | store))
-                    warm.append(await _first_token(server.url, env | store))
+                stores = [{"MPPAGENT_STORE": str(Path(tmp) / f"c{run}.db")} for run in range(runs)]
+                cold = [await _first_token(server.url, env | store) for store in stores]
+                warm = [await _first_token(server.url, env | store) for store in stores]
     finally:
         await chain.stop()
     return {"cold (opens a channel)": cold, "warm (reuses it)": warm}

@@ -114,7 +114,7 @@ async def _chat(plan: _Plan, settings: Settings, out: Output) -> int:
             display.symbol = _symbol(settings, agent, event.channel_id)
         show(event)
 
-    agent = agent_from(settings, observer=observe) if plan.paying else None
+    agent = agent_from(settings, observer=observe, only_url=plan.url) if plan.paying else None
     http = agent.http if agent else httpx.AsyncClient(timeout=60)
     tokens = 0
     try:

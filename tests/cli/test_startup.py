@@ -180,3 +180,20 @@ def test_every_option_has_help() -> None:
 
     walk(build_parser(), "mppagent")
     assert missing == []
+
+
+def test_a_plain_http_chat_loads_no_ca_bundle_and_could_not_skip_tls_checks() -> None:
+    """``chat`` to an http URL builds its transport without the CA bundle (start-up time)."""
+    import ssl
+
+    from mppagent.cli.common import _transport_for
+
+    assert _transport_for(None) is None
+    assert _transport_for("https://api.example/v1/chat/completions") is None
+    transport = _transport_for("http://127.0.0.1:8402/v1/chat/completions")
+    assert transport is not None
+    context = transport._pool._ssl_context  # type: ignore[attr-defined]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.cert_store_stats()["x509_ca"] == 0  # nothing loaded ...
+    assert context.verify_mode == ssl.CERT_REQUIRED  # ... so no TLS peer could pass
+    assert context.check_hostname
