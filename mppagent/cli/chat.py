@@ -115,7 +115,11 @@ async def _chat(plan: _Plan, settings: Settings, out: Output) -> int:
         show(event)
 
     meter = plan.profile.meter_spec() if plan.profile else None
-    agent = agent_from(settings, observer=observe, meter=meter) if plan.paying else None
+    agent = (
+        agent_from(settings, observer=observe, meter=meter, only_url=plan.url)
+        if plan.paying
+        else None
+    )
     http = agent.http if agent else httpx.AsyncClient(timeout=60)
     tokens = 0
     try:

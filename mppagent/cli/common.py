@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from mppagent.cli.config import Settings, load_settings
 
 if TYPE_CHECKING:
+    import httpx
+
     from mppagent.agent import Agent
     from mppagent.llm.meters import MeterSpec
     from mppagent.session.store import SqliteChannelStore
@@ -50,11 +52,17 @@ def open_store(settings: Settings) -> SqliteChannelStore:
 
 
 def agent_from(
-    settings: Settings, *, observer: Observer | None = None, meter: MeterSpec | None = None
+    settings: Settings,
+    *,
+    observer: Observer | None = None,
+    meter: MeterSpec | None = None,
+    only_url: str | None = None,
 ) -> Agent:
     """The paying agent described by ``settings``.
 
     The key and the RPC URL are checked before anything heavy is imported.
+    ``only_url``: the one URL this agent will request (``chat``), see
+    :func:`_transport_for`.
     """
     private_key = settings.private_key()
     rpc_url = settings.require_rpc()
@@ -68,6 +76,30 @@ def agent_from(
         store=open_store(settings),
         observer=observer,
         meter=meter,
+        transport=_transport_for(only_url),
+    )
+
+
+def _transport_for(url: str | None) -> httpx.AsyncBaseTransport | None:
+    """An HTTP transport without the CA bundle when the agent talks to plain http only.
+
+    Loading the bundle takes tens of milliseconds (over 100 on a busy machine) of
+    a ``chat``'s start-up, and plain http has no certificate to check. The
+    context has no trusted roots, so a TLS connection (say a redirect to https,
+    were one followed) fails verification rather than going unchecked. ``None``
+    (the agent's default pool, verifying) for https or an unknown URL.
+    """
+    if url is None or not url.lower().startswith("http://"):
+        return None
+    import ssl
+
+    import httpx
+
+    from mppagent.transport.paying import KEEPALIVE
+
+    return httpx.AsyncHTTPTransport(
+        verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=KEEPALIVE),
     )
 
 

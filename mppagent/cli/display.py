@@ -17,13 +17,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console, Group
-from rich.live import Live
-from rich.text import Text
-
 from mppagent.cli.output import Output, format_units
 
 if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
     from mppagent.transport.paying import PaymentEvent
 
 __all__ = ["RequestCost", "StreamDisplay", "payment_observer"]
@@ -117,6 +117,11 @@ class StreamDisplay:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def __enter__(self) -> StreamDisplay:
+        # rich only for a terminal: piped output (agents calling the CLI in a loop)
+        # does not pay for importing it.
+        if self._stdout_tty or self._stderr_tty:
+            from rich.console import Console
+            from rich.live import Live
         if self._stdout_tty:
             self._live = Live(
                 self._render(),
@@ -240,6 +245,8 @@ class StreamDisplay:
         if self._stdout_tty:
             return  # part of the live transcript
         if self._live is not None:
+            from rich.text import Text
+
             self._live.console.print(Text(f"[payment] {line}", style="cyan"))
         else:
             self._plain(f"[payment] {line}\n")
@@ -260,6 +267,9 @@ class StreamDisplay:
         self.err.flush()
 
     def _render(self) -> Group:
+        from rich.console import Group
+        from rich.text import Text
+
         parts: list[Text] = []
         for kind, text in self.segments:
             shown = f"· {text}" if kind == "event" else text
@@ -268,6 +278,8 @@ class StreamDisplay:
         return Group(*parts)
 
     def _status_text(self) -> Text:
+        from rich.text import Text
+
         return Text(self._status_line(), style="bold")
 
     def _status_line(self) -> str:

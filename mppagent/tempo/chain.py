@@ -11,27 +11,31 @@ provider). Everything above it sees typed results and typed errors:
 Transactions are signed locally (EIP-1559) and returned as
 :class:`SignedTransaction` so callers can write them ahead to durable storage
 before they leave the process, and send the *same bytes* again after a crash.
+
+web3 and eth-account (seconds to import) load only when the chain is touched:
+a :class:`Wallet` derives its address with coincurve and imports eth-account
+to sign its first transaction; a :class:`ChainClient` builds its web3 provider
+on first use, and answers :meth:`ChainClient.chain_id` (asked before every
+paid request) with one plain JSON-RPC call. A paid request on an open channel
+loads neither.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import aiohttp
-from eth_abi.abi import decode as abi_decode
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from eth_typing import ChecksumAddress, HexAddress, HexStr
-from web3 import AsyncWeb3
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception, Web3RPCError
-from web3.providers import AsyncHTTPProvider
-from web3.types import RPCEndpoint
+import coincurve
 
 from mppagent.errors import ChainError
-from mppagent.tempo.hexutil import checksum_address, normalize_address
+from mppagent.tempo.hexutil import checksum_address, keccak, normalize_address
+
+if TYPE_CHECKING:
+    from web3 import AsyncWeb3
+    from web3.providers import AsyncHTTPProvider
 
 __all__ = [
     "ChainClient",
@@ -71,30 +75,42 @@ class ContractReverted(ChainError):
         self.context = context
 
 
-class Wallet:
-    """A private key that signs transactions. Never shows the key."""
+_HEX_RE = re.compile(r"(?:0[xX])?([0-9a-fA-F]*)")
 
-    __slots__ = ("_account",)
+
+class Wallet:
+    """A private key that signs transactions. Never shows the key.
+
+    Accepts what eth-account's ``Account.from_key`` accepts (32 raw bytes, or
+    hex with or without ``0x``); the address comes from coincurve, so holding
+    a wallet costs no eth-account import until it signs a transaction.
+    """
+
+    __slots__ = ("_address", "_key")
 
     def __init__(self, private_key: str | bytes) -> None:
         try:
-            self._account: LocalAccount = Account.from_key(private_key)
+            self._key = _key_bytes(private_key)
+            public = coincurve.PrivateKey(self._key).public_key.format(compressed=False)
         except Exception:
             raise ValueError("private key is not a valid secp256k1 key") from None
+        self._address = checksum_address("0x" + keccak(public[1:])[-20:].hex())
 
     @property
     def address(self) -> str:
         """Checksummed address of this key."""
-        return str(self._account.address)
+        return self._address
 
     @property
     def private_key_hex(self) -> str:
         """The key as 0x-hex (for voucher signing with the same key)."""
-        return "0x" + bytes(self._account.key).hex()
+        return "0x" + self._key.hex()
 
     def sign(self, tx: Mapping[str, Any]) -> SignedTransaction:
         """Sign an EIP-1559 transaction dictionary."""
-        signed = self._account.sign_transaction(dict(tx))
+        from eth_account import Account
+
+        signed = Account.sign_transaction(dict(tx), self._key)
         return SignedTransaction(
             raw="0x" + bytes(signed.raw_transaction).hex(),
             hash="0x" + bytes(signed.hash).hex(),
@@ -104,6 +120,23 @@ class Wallet:
 
     def __repr__(self) -> str:
         return f"Wallet(address={self.address!r})"
+
+
+def _key_bytes(private_key: str | bytes) -> bytes:
+    """32 key bytes from raw bytes or hex (odd-length hex gets its leading zero)."""
+    if isinstance(private_key, str):
+        match = _HEX_RE.fullmatch(private_key)
+        if match is None:
+            raise ValueError("not hex")
+        digits = match.group(1)
+        key = bytes.fromhex(digits if len(digits) % 2 == 0 else "0" + digits)
+    elif isinstance(private_key, bytes | bytearray):
+        key = bytes(private_key)
+    else:
+        raise TypeError("a private key is bytes or hex")
+    if len(key) != 32:
+        raise ValueError("a private key is 32 bytes")
+    return key
 
 
 @dataclass(frozen=True)
@@ -167,12 +200,8 @@ class ChainClient:
         nonces: NonceBook | None = None,
     ) -> None:
         self.rpc_url = rpc_url
-        # No hidden web3 retries (5 attempts with backoff by default): they turned
-        # ``timeout`` into about 5 x timeout + 1.9 s before ChainUnavailable surfaced.
-        provider = AsyncHTTPProvider(
-            rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
-        )
-        self.w3 = AsyncWeb3(provider)
+        self.timeout = timeout
+        self._w3: AsyncWeb3[AsyncHTTPProvider] | None = None
         self.confirm_timeout = confirm_timeout
         self.nonce_gap_grace = nonce_gap_grace
         self._errors: dict[bytes, tuple[str, list[str]]] = dict(error_decoders or {})
@@ -180,13 +209,32 @@ class ChainClient:
         self._nonce_locks: dict[str, asyncio.Lock] = {}
         self.nonces: NonceBook = nonces if nonces is not None else MemoryNonceBook()
 
+    @property
+    def w3(self) -> AsyncWeb3[AsyncHTTPProvider]:
+        """The web3 client, built (and web3 imported) on first use."""
+        if self._w3 is None:
+            from web3 import AsyncWeb3
+            from web3.providers import AsyncHTTPProvider
+
+            # No hidden web3 retries (5 attempts with backoff by default): they turned
+            # ``timeout`` into about 5 x timeout + 1.9 s before ChainUnavailable surfaced.
+            provider = AsyncHTTPProvider(
+                self.rpc_url,
+                request_kwargs={"timeout": self.timeout},
+                exception_retry_configuration=None,
+            )
+            self._w3 = AsyncWeb3(provider)
+        return self._w3
+
     def add_error_decoders(self, decoders: Mapping[bytes, tuple[str, list[str]]]) -> None:
         """Teach the client more custom errors (one per contract it talks to)."""
         self._errors.update(decoders)
 
     async def close(self) -> None:
-        """Release the HTTP session of the provider."""
-        provider = self.w3.provider
+        """Release the HTTP session of the provider (if one was ever built)."""
+        if self._w3 is None:
+            return
+        provider = self._w3.provider
         disconnect = getattr(provider, "disconnect", None)
         if disconnect is not None:
             await disconnect()
@@ -194,10 +242,44 @@ class ChainClient:
     # -- reads ---------------------------------------------------------------
 
     async def chain_id(self) -> int:
-        """The chain id (cached after the first call)."""
+        """The chain id (cached after the first call).
+
+        Asked before every paid request, so it is one plain JSON-RPC call over
+        httpx (already loaded for the request itself) rather than a reason to
+        import web3.
+        """
         if self._chain_id is None:
-            self._chain_id = int(await self._rpc(lambda: self.w3.eth.chain_id, "eth_chainId"))
+            self._chain_id = _quantity(await self._plain_rpc("eth_chainId"), "eth_chainId")
         return self._chain_id
+
+    async def _plain_rpc(self, method: str) -> Any:
+        """One parameterless JSON-RPC call without web3, errors typed as :meth:`_rpc` does."""
+        import httpx
+
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": []}
+        # A plain-http node (a local one) has no TLS to verify: not loading the CA
+        # bundle for it saves tens of milliseconds of start-up. https is verified.
+        tls = self.rpc_url.lower().startswith("https:")
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout, verify=tls) as client:
+                response = await client.post(self.rpc_url, json=body)
+                response.raise_for_status()
+        except (httpx.TimeoutException, TimeoutError):
+            raise self._unavailable(method, "TimeoutError") from None
+        except (httpx.HTTPError, OSError) as exc:
+            raise self._unavailable(method, type(exc).__name__) from None
+        try:
+            reply = response.json()
+        except ValueError:
+            raise TransactionFailed(f"{method}: the node's answer is not JSON") from None
+        error = reply.get("error") if isinstance(reply, Mapping) else "no JSON-RPC response"
+        if error:
+            message = error.get("message", error) if isinstance(error, Mapping) else error
+            raise TransactionFailed(f"{method}: {_short(str(message))}")
+        return reply.get("result")
+
+    def _unavailable(self, context: str, cause: str) -> ChainUnavailable:
+        return ChainUnavailable(f"chain RPC {self.rpc_url} unavailable during {context}: {cause}")
 
     async def call(self, to: str, data: bytes, *, context: str = "") -> bytes:
         """``eth_call`` with reverts decoded into :class:`ContractReverted`."""
@@ -210,6 +292,7 @@ class ChainClient:
 
     async def request(self, method: str, params: Sequence[Any]) -> Any:
         """Raw JSON-RPC for methods web3 does not wrap (``eth_simulateV1``), errors typed."""
+        from web3.types import RPCEndpoint
 
         async def go() -> Any:
             response = await self.w3.provider.make_request(RPCEndpoint(method), list(params))
@@ -223,6 +306,8 @@ class ChainClient:
 
     async def get_code(self, address: str) -> bytes:
         """Runtime bytecode at ``address`` (empty for an account without code)."""
+        from eth_typing import ChecksumAddress, HexAddress, HexStr
+
         target = ChecksumAddress(HexAddress(HexStr(checksum_address(address))))
         return bytes(await self._rpc(lambda: self.w3.eth.get_code(target), "eth_getCode"))
 
@@ -246,6 +331,7 @@ class ChainClient:
 
     async def get_receipt(self, tx_hash: str) -> dict[str, Any] | None:
         """The receipt of a mined transaction, or ``None`` if not (yet) mined."""
+        from web3.exceptions import Web3Exception
 
         async def go() -> dict[str, Any] | None:
             try:
@@ -319,6 +405,8 @@ class ChainClient:
 
     async def send(self, tx: SignedTransaction, *, context: str = "") -> str:
         """Broadcast ``tx``; sending the same bytes again is harmless (idempotent)."""
+        from eth_typing import HexStr
+        from web3.exceptions import Web3RPCError
 
         async def go() -> str:
             try:
@@ -413,6 +501,8 @@ class ChainClient:
         """Name the custom error in revert ``data`` (0x-hex) with the known decoders."""
         raw = _hex_bytes(data)
         if len(raw) >= 4 and raw[:4] in self._errors:
+            from eth_abi.abi import decode as abi_decode
+
             name, types = self._errors[raw[:4]]
             try:
                 args = list(abi_decode(types, raw[4:])) if types else []
@@ -431,6 +521,9 @@ class ChainClient:
         self, tx_hash: str, receipt: Mapping[str, Any], context: str
     ) -> ChainError:
         """Replay a reverted transaction as a call to learn which error it raised."""
+        import aiohttp
+        from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
+
         try:
             tx = await self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
             call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": tx["value"]}
@@ -451,6 +544,14 @@ class ChainClient:
         return ContractReverted(_short(str(message)) or "unknown", context=context)
 
     async def _rpc(self, fn: Callable[[], Awaitable[T]], context: str) -> T:
+        import aiohttp
+        from web3.exceptions import (
+            ContractCustomError,
+            ContractLogicError,
+            Web3Exception,
+            Web3RPCError,
+        )
+
         try:
             return await fn()
         except (ContractCustomError, ContractLogicError) as exc:
@@ -458,9 +559,7 @@ class ChainClient:
         except ChainError:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise ChainUnavailable(
-                f"chain RPC {self.rpc_url} unavailable during {context}: {type(exc).__name__}"
-            ) from None
+            raise self._unavailable(context, type(exc).__name__) from None
         except Web3RPCError as exc:
             raise TransactionFailed(f"{context}: {_short(str(exc))}") from None
         except Web3Exception as exc:
@@ -469,6 +568,14 @@ class ChainClient:
                     f"chain RPC {self.rpc_url} unavailable during {context}"
                 ) from None
             raise TransactionFailed(f"{context}: {_short(str(exc))}") from None
+
+
+def _quantity(value: object, context: str) -> int:
+    """A JSON-RPC quantity (``0x``-hex) as an int, or :class:`TransactionFailed`."""
+    try:
+        return int(str(value), 16)
+    except ValueError:
+        raise TransactionFailed(f"{context}: not a quantity: {_short(str(value))}") from None
 
 
 def _hex_bytes(text: str) -> bytes:

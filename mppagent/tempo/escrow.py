@@ -18,11 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi.abi import decode as abi_decode
-from eth_abi.abi import encode as abi_encode
-
 from mppagent.tempo.artifacts import load_artifact
 from mppagent.tempo.chain import ChainClient, SignedTransaction, Wallet
+from mppagent.tempo.codec import abi_decode, abi_encode
 from mppagent.tempo.hexutil import (
     ZERO_ADDRESS,
     checksum_address,

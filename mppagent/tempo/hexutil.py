@@ -3,6 +3,10 @@
 The wire rule (draft-tempo-session, "Encoding Conventions") is lowercase
 ``0x``-hex everywhere, with mixed case accepted on input; checksummed
 addresses are only for display and for web3 calls that insist on them.
+
+Standard library and eth-hash only: this module sits under every path that
+checks an address, including a paid request on an open channel, which must not
+pay for importing eth-utils (and the eth-typing tables it loads) or web3.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import re
 
 from eth_hash.auto import keccak
-from eth_utils.address import to_checksum_address
 
 from mppagent.errors import ProtocolError
 
@@ -50,8 +53,17 @@ def normalize_bytes32(value: object, field: str = "bytes32") -> str:
 
 
 def checksum_address(value: str) -> str:
-    """EIP-55 form of an address (display, and web3 calls that demand it)."""
-    return str(to_checksum_address(normalize_address(value)))
+    """EIP-55 form of an address (display, and web3 calls that demand it).
+
+    Each hex letter is upper-cased where the matching nibble of the keccak of
+    the lowercase address is 8 or more.
+    """
+    body = normalize_address(value)[2:]
+    nibbles = keccak(body.encode("ascii")).hex()
+    return "0x" + "".join(
+        char.upper() if int(nibble, 16) >= 8 else char
+        for char, nibble in zip(body, nibbles, strict=False)
+    )
 
 
 def address_word(address: str) -> bytes:

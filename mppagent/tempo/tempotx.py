@@ -38,8 +38,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import rlp
-
 from mppagent.tempo.hexutil import keccak, normalize_address
 from mppagent.tempo.transactions import InvalidTransaction, transaction_bytes
 from mppagent.tempo.voucher import InvalidSignature, VoucherSigner, recover_digest_signer
@@ -316,6 +314,8 @@ def decode_tempo_transaction(raw: bytes | str) -> SignedTempoTransaction:
     if not is_tempo_transaction(data):
         raise InvalidTransaction("not a Tempo transaction (type byte must be 0x76 or 0x78)")
     handover = data[0] == FEE_PAYER_TYPE
+    import rlp  # here, not at module load: eth-utils under it is slow to import
+
     try:
         items = rlp.decode(data[1:], strict=True)
     except Exception:
@@ -455,6 +455,8 @@ def _check_uint(value: object, name: str, bits: int) -> None:
 
 
 def _envelope(type_byte: int, fields: list[Any]) -> bytes:
+    import rlp
+
     return bytes([type_byte]) + bytes(rlp.encode(fields))
 
 

@@ -11,12 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import rlp
-from eth_account import Account
-from eth_account._utils.legacy_transactions import Transaction as LegacyTransaction
-from eth_account.typed_transactions.typed_transaction import TypedTransaction
-from hexbytes import HexBytes
-
 from mppagent.errors import ProtocolError
 from mppagent.tempo.hexutil import keccak
 
@@ -64,7 +58,17 @@ def transaction_bytes(raw: bytes | str) -> bytes:
 
 
 def decode_signed_transaction(raw_hex: str) -> DecodedTransaction:
-    """Decode and recover the sender of a signed transaction given as 0x-hex."""
+    """Decode and recover the sender of a signed transaction given as 0x-hex.
+
+    eth-account is imported here, not at module load: clients import this module
+    (through the Tempo transaction codec) and seldom decode anything with it.
+    """
+    import rlp
+    from eth_account import Account
+    from eth_account._utils.legacy_transactions import Transaction as LegacyTransaction
+    from eth_account.typed_transactions.typed_transaction import TypedTransaction
+    from hexbytes import HexBytes
+
     raw = transaction_bytes(raw_hex)
     try:
         sender = str(Account.recover_transaction(raw)).lower()

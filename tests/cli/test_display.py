@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from mppagent.cli.display import RequestCost, StreamDisplay
 from mppagent.transport.paying import PaymentEvent
 
@@ -41,16 +43,20 @@ def test_terminal_view_keeps_every_event_in_order_with_the_answer() -> None:
     assert screen.rindex("cumulative 0.001000 tUSD") < twelfth
 
 
-def test_plain_output_keeps_events_on_stderr_and_the_answer_on_stdout() -> None:
-    out, err = io.StringIO(), io.StringIO()
-    display = StreamDisplay(out=out, err=err)
+@pytest.mark.parametrize("err", [io.StringIO, _Terminal], ids=["piped", "stderr-terminal"])
+def test_plain_output_keeps_events_on_stderr_and_the_answer_on_stdout(
+    err: type[io.StringIO],
+) -> None:
+    """Piped stdout: the answer alone there; events on stderr (live status if a terminal)."""
+    out, errors = io.StringIO(), err()
+    display = StreamDisplay(out=out, err=errors)
     with display:
         display.payment(PaymentEvent("challenge", "", 25))
         display.text("answer", None)
         for event in _events(10):
             display.payment(event)
     assert out.getvalue() == "answer\n"
-    assert err.getvalue().count("[payment] voucher") == 10
+    assert errors.getvalue().count("[payment] voucher") == 10
 
 
 def test_request_cost_is_apart_from_the_channel_total() -> None:

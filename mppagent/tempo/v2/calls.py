@@ -15,9 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi.abi import decode as abi_decode
-from eth_abi.abi import encode as abi_encode
-
+from mppagent.tempo.codec import abi_decode, abi_encode
 from mppagent.tempo.hexutil import checksum_address, keccak, normalize_bytes32
 from mppagent.tempo.v2.descriptor import ChannelDescriptor
 from mppagent.tempo.voucher import V2_VOUCHERS
