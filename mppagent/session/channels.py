@@ -20,7 +20,7 @@ from mppagent.session.closing import (
     Closing,
     ForcedCloseResult,
 )
-from mppagent.session.context import SessionContext
+from mppagent.session.context import SessionContext, terms_of
 from mppagent.session.funding import Funding
 from mppagent.session.gate import Authorization
 from mppagent.session.policy import Offer, SpendPolicy
@@ -179,7 +179,7 @@ class ChannelManager:
         """A ``voucher`` payload for a gate-authorized amount (signed and recorded first)."""
         voucher = sign_voucher(self.ctx, record, auth)
         return self.ctx.backend_for(record).voucher_payload(
-            record.channel_id, voucher.cumulative_amount, voucher.signature
+            terms_of(record), record.channel_id, voucher.cumulative_amount, voucher.signature
         )
 
     async def reconcile(self, channel_id: str) -> ChannelRecord:

@@ -128,37 +128,46 @@ class V1Backend:
             signature=sig,
         )
 
-    def top_up_payload(self, channel_id: str, tx: SignedTransaction, amount: int) -> TopUpPayload:
+    def top_up_payload(
+        self, terms: ChannelTerms, channel_id: str, tx: SignedTransaction, amount: int
+    ) -> TopUpPayload:
         """``topUp`` with the signed transaction."""
+        del terms
         return TopUpPayload(channel_id=channel_id, transaction=tx.raw, additional_deposit=amount)
 
-    def voucher_payload(self, channel_id: str, amount: int, sig: str) -> VoucherPayload:
+    def voucher_payload(
+        self, terms: ChannelTerms, channel_id: str, amount: int, sig: str
+    ) -> VoucherPayload:
         """``voucher``."""
+        del terms
         return VoucherPayload(channel_id=channel_id, cumulative_amount=amount, signature=sig)
 
-    def close_payload(self, channel_id: str, amount: int, sig: str) -> ClosePayload:
+    def close_payload(
+        self, terms: ChannelTerms, channel_id: str, amount: int, sig: str
+    ) -> ClosePayload:
         """``close`` with the final voucher."""
+        del terms
         return ClosePayload(channel_id=channel_id, cumulative_amount=amount, signature=sig)
 
-    async def read_channel(self, escrow: str, channel_id: str) -> ChannelState:
-        """``getChannel``."""
-        return await self.escrow(escrow).get_channel(channel_id)
+    async def read_channel(self, terms: ChannelTerms, channel_id: str) -> ChannelState:
+        """``getChannel`` (the escrow keeps closed channels, marked finalized)."""
+        return await self.escrow(terms.escrow).get_channel(channel_id)
 
     async def close_grace_period(self, escrow: str) -> int:
         """``CLOSE_GRACE_PERIOD``."""
         return await self.escrow(escrow).close_grace_period()
 
     async def sign_request_close(
-        self, wallet: Wallet, escrow: str, channel_id: str
+        self, wallet: Wallet, terms: ChannelTerms, channel_id: str
     ) -> SignedTransaction:
         """``requestClose``."""
-        return await self.escrow(escrow).sign_request_close(wallet, channel_id)
+        return await self.escrow(terms.escrow).sign_request_close(wallet, channel_id)
 
     async def sign_withdraw(
-        self, wallet: Wallet, escrow: str, channel_id: str
+        self, wallet: Wallet, terms: ChannelTerms, channel_id: str
     ) -> SignedTransaction:
         """``withdraw``."""
-        return await self.escrow(escrow).sign_withdraw(wallet, channel_id)
+        return await self.escrow(terms.escrow).sign_withdraw(wallet, channel_id)
 
     def closed_amounts(
         self, escrow: str, channel_id: str, receipt: dict[str, Any]

@@ -263,6 +263,9 @@ class PaidRequest:
         headers = httpx.Headers(self.request.headers)
         headers["authorization"] = self._credential_header(offer, payload)
         headers["idempotency-key"] = self.idempotency_key
+        if self.open_op is None:
+            # The session draft's hint: which open channel this request pays on.
+            headers["payment-session"] = self.record.channel_id
         delay = 0.2
         for attempt in range(3):
             paid = httpx.Request(
