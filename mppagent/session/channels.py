@@ -149,6 +149,10 @@ class ChannelManager:
         """Keep a lease alive."""
         self.pool.renew(record)
 
+    def initial_amount(self, offer: Offer) -> int:
+        """What a new channel's open voucher should pay (its protocol says how many units)."""
+        return self.ctx.backend(offer.protocol).initial_units * offer.price
+
     async def open_payload(
         self, checkout: Checkout, initial: Authorization
     ) -> tuple[OpenPayload, Operation]:

@@ -97,6 +97,9 @@ class SessionBackend(Protocol):
     """One session protocol's chain and wire details."""
 
     protocol: str
+    initial_units: int
+    """Units the initial (open) voucher pays for: 0 (v1), or 1 where servers require
+    the open to authorize one unit (the v2 reference server refuses less)."""
 
     async def new_channel(self, wallet: Wallet, terms: ChannelTerms, deposit: int) -> NewChannel:
         """The id (and anything signed up front) of a channel about to be opened."""

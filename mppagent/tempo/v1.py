@@ -33,6 +33,7 @@ class V1Backend:
     """v1 sessions over one chain client (one :class:`Escrow` client per deployment)."""
 
     protocol = "v1"
+    initial_units = 0
 
     def __init__(self, chain: ChainClient) -> None:
         self.chain = chain

@@ -214,7 +214,7 @@ class PaidRequest:
         )
         self.outcome = PaymentOutcome(channel_id=record.channel_id, verified=False)
         if checkout.is_new:
-            initial = self.exchange.initial_voucher(0)
+            initial = self.exchange.initial_voucher(self.manager.initial_amount(offer))
             self.payload, self.open_op = await self.manager.open_payload(checkout, initial)
             self.exchange.handle(VoucherSigned(self.payload.cumulative_amount))
         else:

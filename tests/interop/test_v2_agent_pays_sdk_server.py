@@ -119,7 +119,8 @@ async def test_agent_streams_from_the_sdk_v2_server_and_closes(
         closed = agent.channels.get(record.channel_id)
         assert closed.status == ChannelStatus.CLOSED
         # The reserve forgot the channel; reconciling reads it back as closed, not missing.
-        (synced,) = await agent.channels.sync()
+        synced = await agent.manager.reconcile(record.channel_id)
         assert synced.status == ChannelStatus.CLOSED
+        assert synced.settled == TOKENS * PRICE
     finally:
         await agent.aclose()

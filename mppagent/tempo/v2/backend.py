@@ -79,6 +79,7 @@ class V2Backend:
     """v2 sessions over one chain client; the reserve is where the challenge says."""
 
     protocol = "v2"
+    initial_units = 1  # mppx's server: "voucher amount is less than request amount"
 
     def __init__(self, chain: ChainClient) -> None:
         self.chain = chain
