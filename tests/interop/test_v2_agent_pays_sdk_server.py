@@ -59,7 +59,8 @@ def sdk_server(tempo_chain: DevChain) -> Iterator[str]:
         cwd=ROOT,
     )
     try:
-        assert process.stdin is not None and process.stdout is not None
+        assert process.stdin is not None
+        assert process.stdout is not None
         process.stdin.write(json.dumps(config).encode())
         process.stdin.close()
         line = process.stdout.readline()
