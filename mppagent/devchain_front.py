@@ -24,8 +24,10 @@ Only what these need is parsed; everything else is passed through byte for byte.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,29 +58,56 @@ _MAX_BODY = 8 << 20
 
 
 class RpcFront:
-    """The front's HTTP server; :attr:`url` is what clients use instead of anvil's."""
+    """The front's HTTP server; :attr:`url` is what clients use instead of anvil's.
+
+    It runs on its own event loop in a daemon thread: callers that block their own
+    loop (a test running a Node driver with ``subprocess.run``, a synchronous client)
+    must not stall the chain they are waiting for.
+    """
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
-        self._http = httpx.AsyncClient(timeout=60.0)
-        self._server: asyncio.Server | None = None
-        self._lock = asyncio.Lock()
         self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping: asyncio.Event | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._lock: asyncio.Lock | None = None
 
     async def start(self) -> str:
-        """Listen on an ephemeral port of 127.0.0.1; returns the URL."""
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        """Listen on an ephemeral port of 127.0.0.1 (in the front's thread); returns the URL."""
+        ready: concurrent.futures.Future[str] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._run(ready)), name="devchain-front", daemon=True
+        )
+        self._thread.start()
+        self.url = await asyncio.wrap_future(ready)
         return self.url
 
     async def stop(self) -> None:
-        """Stop listening and drop the upstream connections."""
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
-        await self._http.aclose()
+        """Stop listening, drop the upstream connections and end the thread."""
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 5)
+
+    async def _run(self, ready: concurrent.futures.Future[str]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._lock = asyncio.Lock()
+        try:
+            self._http = httpx.AsyncClient(timeout=60.0)
+            server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        except BaseException as exc:
+            ready.set_exception(exc)
+            raise
+        port = server.sockets[0].getsockname()[1]
+        ready.set_result(f"http://127.0.0.1:{port}")
+        try:
+            await self._stopping.wait()
+        finally:
+            server.close()
+            await self._http.aclose()
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -118,6 +147,7 @@ class RpcFront:
         params = message.get("params") or []
         if method in _SEND_METHODS and params:
             # One at a time: a slot written for one open must not be taken by another's.
+            assert self._lock is not None
             async with self._lock:
                 await self._prepare_open(str(params[0]))
                 return await self._forward(message)
@@ -128,6 +158,7 @@ class RpcFront:
         return await self._forward(message)
 
     async def _forward(self, message: Mapping[str, Any]) -> Any:
+        assert self._http is not None
         response = await self._http.post(self.upstream, json=message)
         return response.json()
 

@@ -4,7 +4,8 @@ The server (``node/v2_session_server.mjs``) is ``mppx/server``'s ``Mppx.create``
 ``tempo.session`` and SSE, on the Tempo devchain with the local reserve behind the
 JSON-RPC front. It bills one unit per SSE ``data:`` event, so the agent meters
 with :class:`EventMeter`; a billing the gate or the receipt checks disliked would
-raise ``ServerMisbehaviour`` and fail the test.
+raise ``ServerMisbehaviour`` and fail the test. The meter is chosen through
+``PaymentTransport.meter_factory``: the per-event kind.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,17 +23,26 @@ from mppagent import Agent, ChannelStatus, PaymentEvent, SpendPolicy, SqliteChan
 from mppagent.devchain import DevChain
 from mppagent.session.store import OperationKind
 from mppagent.tempo.v2.constants import RESERVE_ADDRESS
-from mppagent.transport.metering import EventMeter, Meter
 from tests.interop.driver import DRIVERS, ROOT
+from tests.support import fresh_block
 
 PRICE = 10  # base units per SSE data event ("0.00001" at 6 decimals)
 TOKENS = 60
 LOOKAHEAD = 3
 
 
-def _event_meter(unit_type: str | None, request_body: bytes = b"") -> Meter:
-    del unit_type, request_body
-    return EventMeter()
+try:  # the meters in mppagent.llm (being merged beside this test) replace transport.metering
+    from mppagent.llm.meters import MeterSpec, make_meter
+
+    def _event_meter(unit_type: str | None, request_body: bytes = b"") -> Any:
+        return make_meter(MeterSpec(kind="event"), unit_type, request_body)
+
+except ImportError:  # before that merge
+    from mppagent.transport.metering import EventMeter
+
+    def _event_meter(unit_type: str | None, request_body: bytes = b"") -> Any:
+        del unit_type, request_body
+        return EventMeter()
 
 
 @pytest.fixture
@@ -81,6 +92,7 @@ async def test_agent_streams_from_the_sdk_v2_server_and_closes(
 ) -> None:
     payer = tempo_chain.accounts[0]
     payee = tempo_chain.accounts[1]
+    await fresh_block(tempo_chain)
     events: list[PaymentEvent] = []
     agent = Agent(
         private_key=payer.private_key,

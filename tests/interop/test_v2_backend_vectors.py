@@ -13,14 +13,13 @@ import json
 import pytest
 
 from mppagent.devchain import DevChain
-from mppagent.tempo.backend import ChannelTerms
-from mppagent.tempo.channel_id import random_salt
 from mppagent.tempo.hexutil import ZERO_ADDRESS
 from mppagent.tempo.v2 import RESERVE_ADDRESS, ChannelDescriptor
 from mppagent.tempo.v2.backend import V2Backend
 from mppagent.tempo.v2.calls import encode_open
 from mppagent.tempo.voucher import VoucherSigner
 from tests.interop.driver import run_node
+from tests.support import fresh_block, v2_terms
 
 
 @pytest.mark.parametrize("sponsored", [False, True])
@@ -28,19 +27,12 @@ async def test_open_hash_channel_id_and_voucher_match_the_sdk(
     tempo_chain: DevChain, sponsored: bool
 ) -> None:
     payer, payee, delegate = tempo_chain.accounts[:3]
+    await fresh_block(tempo_chain)
     client = tempo_chain.client()
     try:
         backend = V2Backend(client)
-        terms = ChannelTerms(
-            payer=payer.address.lower(),
-            payee=payee.address.lower(),
-            token=tempo_chain.token,
-            escrow=RESERVE_ADDRESS,
-            chain_id=tempo_chain.chain_id,
-            salt=random_salt(),
-            authorized_signer=delegate.address.lower() if sponsored else ZERO_ADDRESS,
-            fee_payer=sponsored,
-        )
+        signer = delegate.address.lower() if sponsored else ZERO_ADDRESS
+        terms = v2_terms(tempo_chain, payer, payee, authorized_signer=signer, fee_payer=sponsored)
         new = await backend.new_channel(payer.wallet(), terms, 123_456)
     finally:
         await client.close()

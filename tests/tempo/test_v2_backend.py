@@ -18,33 +18,26 @@ from mppagent.session.store import (
     OperationState,
     Scope,
 )
-from mppagent.tempo.backend import ChannelTerms
 from mppagent.tempo.channel_id import random_salt
 from mppagent.tempo.hexutil import ZERO_ADDRESS, checksum_address
 from mppagent.tempo.tempo_chain import send_tempo
 from mppagent.tempo.v1 import V1Backend
 from mppagent.tempo.v2 import RESERVE_ADDRESS, calls
 from mppagent.tempo.v2.backend import V2Backend
+from tests.support import fresh_block, v2_terms
 
 
 async def test_open_top_up_forced_close_and_the_closed_channel_reads_finalized(
     tempo_chain: DevChain,
 ) -> None:
     payer, payee = tempo_chain.accounts[:2]
+    await fresh_block(tempo_chain)
     client = tempo_chain.client()
     try:
         backend = V2Backend(client)
         assert await backend.check_contract(RESERVE_ADDRESS)
         assert not await backend.check_contract(tempo_chain.escrow)  # the v1 escrow
-        terms = ChannelTerms(
-            payer=payer.address.lower(),
-            payee=payee.address.lower(),
-            token=tempo_chain.token,
-            escrow=RESERVE_ADDRESS,
-            chain_id=tempo_chain.chain_id,
-            salt=random_salt(),
-            authorized_signer=ZERO_ADDRESS,
-        )
+        terms = v2_terms(tempo_chain, payer, payee)
         new = await backend.new_channel(payer.wallet(), terms, 1_000_000)
         assert new.plan is not None
         terms = replace(terms, descriptor=new.descriptor)
@@ -87,6 +80,7 @@ async def test_front_estimates_and_calls_a_0x76_request_by_running_its_calls(
     tempo_chain: DevChain,
 ) -> None:
     payer, payee = tempo_chain.accounts[:2]
+    await fresh_block(tempo_chain)
     open_data = calls.encode_open(
         payee.address, ZERO_ADDRESS, tempo_chain.token, 10**6, random_salt(), ZERO_ADDRESS
     )
@@ -114,6 +108,7 @@ async def test_recovery_resends_a_pending_open_while_valid_and_fails_it_once_exp
     tempo_chain: DevChain, expired: bool
 ) -> None:
     payer, payee = tempo_chain.accounts[:2]
+    await fresh_block(tempo_chain)
     client = tempo_chain.client()
     store = MemoryChannelStore()
     try:
@@ -125,16 +120,7 @@ async def test_recovery_resends_a_pending_open_while_valid_and_fails_it_once_exp
             policy=SpendPolicy(),
             backends=[V1Backend(client), backend],
         )
-        salt = random_salt()
-        terms = ChannelTerms(
-            payer=payer.address.lower(),
-            payee=payee.address.lower(),
-            token=tempo_chain.token,
-            escrow=RESERVE_ADDRESS,
-            chain_id=tempo_chain.chain_id,
-            salt=salt,
-            authorized_signer=ZERO_ADDRESS,
-        )
+        terms = v2_terms(tempo_chain, payer, payee)
         new = await backend.new_channel(payer.wallet(), terms, 5_000)
         assert new.plan is not None
         store.insert(
@@ -143,7 +129,7 @@ async def test_recovery_resends_a_pending_open_while_valid_and_fails_it_once_exp
                 scope=Scope(terms.payee, terms.token, RESERVE_ADDRESS, tempo_chain.chain_id),
                 payer=terms.payer,
                 authorized_signer=ZERO_ADDRESS,
-                salt=salt,
+                salt=terms.salt,
                 deposit=5_000,
                 status=ChannelStatus.OPENING,
                 protocol="v2",

@@ -8,6 +8,7 @@ import { Session } from "mppx/tempo";
 import { createClient, custom } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { TxEnvelopeTempo } from "ox/tempo";
+import { readStdin } from "./devchain.mjs";
 
 const { Channel, Voucher } = Session.Precompile;
 const client = createClient({
@@ -18,9 +19,7 @@ const client = createClient({
   }),
 });
 
-const chunks = [];
-for await (const chunk of process.stdin) chunks.push(chunk);
-const request = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+const request = await readStdin();
 
 const opens = [];
 for (const o of request.opens) {

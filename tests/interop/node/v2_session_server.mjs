@@ -10,24 +10,12 @@
 // charging one `amount` per event; management requests answer 204 with a receipt.
 import * as nodeHttp from 'node:http'
 import { Mppx, Request as MppxRequest, Store, tempo } from 'mppx/server'
-import { createClient, http } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
-import { tempoLocalnet } from 'viem/chains'
+import { devchainClient, readStdin } from './devchain.mjs'
 
-const input = JSON.parse(await new Promise((resolve) => {
-  let text = ''
-  process.stdin.on('data', (chunk) => { text += chunk })
-  process.stdin.on('end', () => resolve(text))
-}))
-
-const chain = {
-  ...tempoLocalnet,
-  id: Number(input.chainId),
-  hardfork: 't4',
-  rpcUrls: { default: { http: [input.rpcUrl] } },
-}
+const input = await readStdin()
 const account = privateKeyToAccount(input.payeeKey)
-const client = createClient({ account, chain, pollingInterval: 200, transport: http(input.rpcUrl) })
+const client = devchainClient(input, account, { pollingInterval: 200 })
 
 const mppx = Mppx.create({
   secretKey: 'mppagent-interop-secret-key-at-least-32-bytes',
