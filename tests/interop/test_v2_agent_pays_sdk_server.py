@@ -24,7 +24,7 @@ from mppagent.devchain import DevChain
 from mppagent.session.store import OperationKind
 from mppagent.tempo.v2.constants import RESERVE_ADDRESS
 from tests.interop.driver import DRIVERS, ROOT
-from tests.support import fresh_block
+from tests.support import fresh_block, token_balances
 
 PRICE = 10  # base units per SSE data event ("0.00001" at 6 decimals)
 TOKENS = 60
@@ -45,9 +45,13 @@ except ImportError:  # before that merge
         return EventMeter()
 
 
-@pytest.fixture
-def sdk_server(tempo_chain: DevChain) -> Iterator[str]:
-    """The SDK server on 127.0.0.1, paid to the devchain's second account; its URL."""
+@pytest.fixture(params=[False, True], ids=["payer-pays-fees", "server-sponsors"])
+def sdk_server(tempo_chain: DevChain, request: pytest.FixtureRequest) -> Iterator[tuple[str, bool]]:
+    """The SDK server on 127.0.0.1, paid to the devchain's second account; its URL.
+
+    ``server-sponsors``: the challenge sets ``feePayer`` and the server co-signs the
+    open the agent hands over (the ``0x78`` form) and pays its fee.
+    """
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is required for the interop tests (scripts/setup installs the SDK)")
@@ -61,6 +65,7 @@ def sdk_server(tempo_chain: DevChain) -> Iterator[str]:
         "amount": "0.00001",
         "suggestedDeposit": "0.01",
         "tokens": TOKENS,
+        "feePayer": request.param,
     }
     process = subprocess.Popen(
         [node, str(DRIVERS / "v2_session_server.mjs")],
@@ -77,7 +82,7 @@ def sdk_server(tempo_chain: DevChain) -> Iterator[str]:
         line = process.stdout.readline()
         if not line:
             pytest.fail(f"the SDK server did not start: {process.stderr.read().decode()[-2000:]}")
-        yield str(json.loads(line)["url"])
+        yield str(json.loads(line)["url"]), bool(request.param)
     finally:
         process.terminate()
         try:
@@ -88,8 +93,9 @@ def sdk_server(tempo_chain: DevChain) -> Iterator[str]:
 
 
 async def test_agent_streams_from_the_sdk_v2_server_and_closes(
-    tempo_chain: DevChain, sdk_server: str, tmp_path: Path
+    tempo_chain: DevChain, sdk_server: tuple[str, bool], tmp_path: Path
 ) -> None:
+    url, sponsored = sdk_server
     payer = tempo_chain.accounts[0]
     payee = tempo_chain.accounts[1]
     await fresh_block(tempo_chain)
@@ -102,9 +108,10 @@ async def test_agent_streams_from_the_sdk_v2_server_and_closes(
         observer=events.append,
     )
     agent.transport.meter_factory = _event_meter
+    (balance_before,) = await token_balances(tempo_chain, payer.address)
     try:
         body = {"model": "fake", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-        data = [e.data async for e in agent.stream("POST", sdk_server, json=body)]
+        data = [e.data async for e in agent.stream("POST", url, json=body)]
         assert len(data) == TOKENS
         assert json.loads(data[0])["choices"][0]["delta"]["content"] == "w0 "
 
@@ -135,5 +142,10 @@ async def test_agent_streams_from_the_sdk_v2_server_and_closes(
         synced = await agent.manager.reconcile(record.channel_id)
         assert synced.status == ChannelStatus.CLOSED
         assert synced.settled == TOKENS * PRICE
+        (balance_after,) = await token_balances(tempo_chain, payer.address)
+        if sponsored:  # the server paid the open's fee: the payer paid exactly the tokens
+            assert balance_before - balance_after == TOKENS * PRICE
+        else:  # the payer paid the open's fee (pathUSD is the fee token too)
+            assert balance_before - balance_after > TOKENS * PRICE
     finally:
         await agent.aclose()

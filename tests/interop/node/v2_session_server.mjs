@@ -3,7 +3,8 @@
 // Ordinary SDK options only: an in-memory store, the payee's account, the chain's
 // RPC, the canonical reserve, the currency as fee token.
 //
-// stdin:  {rpcUrl, chainId, payeeKey, currency, escrow, amount, suggestedDeposit, tokens}
+// stdin:  {rpcUrl, chainId, payeeKey, currency, escrow, amount, suggestedDeposit, tokens,
+//          feePayer}  (feePayer: the payee co-signs and pays the fees of opens/top-ups)
 //         (amount and suggestedDeposit as decimal strings in whole tokens, 6 decimals)
 // stdout: one JSON line {url} once listening; then one JSON line per settlement.
 // Each paid GET/POST streams `tokens` SSE data events (fake completion chunks),
@@ -30,6 +31,7 @@ const mppx = Mppx.create({
       getClient: () => client,
       store: Store.memory(),
       sse: true,
+      ...(input.feePayer ? { feePayer: true } : {}),
       onSessionSettlement: (context) => {
         process.stdout.write(JSON.stringify({ settlement: String(context?.txHash ?? '') }) + '\n')
       },
