@@ -176,7 +176,11 @@ class Recovery:
                 store.finish_operation(op.op_id, OperationState.FAILED, "expired")
                 return
             if result == TxOutcome.MINED:
-                store.finish_operation(op.op_id, OperationState.CONFIRMED)
+                receipt = await self.ctx.chain.get_receipt(expiring.hash)
+                if receipt is not None and int(receipt.get("status", 1)) == 0:
+                    store.finish_operation(op.op_id, OperationState.FAILED, "reverted")
+                else:
+                    store.finish_operation(op.op_id, OperationState.CONFIRMED)
                 return
             if expiring.awaiting_fee_payer:
                 return  # still valid; the chain will tell (reconcile) or it expires
