@@ -41,6 +41,8 @@ from mppagent.session.store import (
 )
 from mppagent.tempo.chain import ChainClient, Wallet
 from mppagent.tempo.schemas import ClosePayload, SessionReceipt
+from mppagent.tempo.v1 import V1Backend
+from mppagent.tempo.v2.backend import V2Backend
 from mppagent.transport.paying import (
     PAID_STREAM,
     Observer,
@@ -98,6 +100,7 @@ class Agent:
             chain=self.chain,
             store=self.store,
             policy=self.policy,
+            backends=[V1Backend(self.chain), V2Backend(self.chain)],
             delegate_signer=delegate_signer,
         )
         self.transport = PaymentTransport(

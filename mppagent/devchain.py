@@ -37,6 +37,7 @@ from typing import Any, Literal, Self
 
 import httpx
 
+from mppagent.devchain_front import RpcFront
 from mppagent.errors import ChainError, ConfigError
 from mppagent.tempo.artifacts import load_artifact
 from mppagent.tempo.chain import ChainClient, Wallet
@@ -113,6 +114,8 @@ class DevChain:
         self._process = process
         self._log_path = log_path
         self.rpc_url = rpc_url
+        self.anvil_url = rpc_url
+        self._front: RpcFront | None = None
         self.chain_id = chain_id
         self.token = token
         self.escrow = escrow
@@ -143,18 +146,34 @@ class DevChain:
         if network not in ("evm", "tempo"):
             raise ConfigError(f"unknown dev-chain network {network!r} (evm or tempo)")
         process, log_path = _spawn_anvil(chain_id, block_time, network)
+        chain: DevChain | None = None
         try:
             port = await _wait_for_port(process, log_path, within=startup_timeout)
             rpc_url = f"http://127.0.0.1:{port}"
             chain = await cls._deploy(process, log_path, rpc_url, chain_id, network)
+            if network == "tempo":
+                await chain._start_front()
             fresh = [DevAccount.generate() for _ in range(accounts)]
             await chain.fund_many([a.address for a in fresh], tokens=tokens_per_account)
             chain.accounts.extend(fresh)
+            if network == "tempo":
+                from mppagent.devchain_reserve import install_reserve  # it imports this module
+
+                await install_reserve(chain, accounts=[chain.deployer, *fresh])
         except BaseException:
-            _kill(process)
-            _remove(log_path)
+            if chain is not None:
+                await chain.stop()
+            else:
+                _kill(process)
+                _remove(log_path)
             raise
         return chain
+
+    async def _start_front(self) -> None:
+        """Put the JSON-RPC front (:mod:`mppagent.devchain_front`) before anvil: it becomes
+        :attr:`rpc_url`; anvil's own URL stays in :attr:`anvil_url`."""
+        self._front = RpcFront(self.anvil_url)
+        self.rpc_url = await self._front.start()
 
     @classmethod
     async def _deploy(
@@ -207,6 +226,8 @@ class DevChain:
     async def stop(self) -> None:
         """Stop anvil and remove its log."""
         await self._http.aclose()
+        if self._front is not None:
+            await self._front.stop()
         _kill(self._process)
         _remove(self._log_path)
 

@@ -20,8 +20,10 @@ from collections.abc import Iterable
 
 from mppagent.devchain import DevAccount, DevChain
 from mppagent.tempo.artifacts import load_artifact
-from mppagent.tempo.escrow import Token
+from mppagent.tempo.escrow import Token, encode_approve
 from mppagent.tempo.hexutil import normalize_bytes32
+from mppagent.tempo.tempo_chain import send_tempo, sign_calls, sponsor
+from mppagent.tempo.tempotx import Call
 from mppagent.tempo.v2.constants import RESERVE_ADDRESS
 from mppagent.tempo.v2.local_reserve import ARTIFACT_NAME, pending_expiring_nonce_hash_slot
 
@@ -48,12 +50,29 @@ async def install_reserve(
 async def grant_reserve_allowance(
     chain: DevChain, account: DevAccount, *, token: str | None = None
 ) -> None:
-    """Divergence (a): let the reserve pull ``token`` from ``account`` without limit."""
+    """Divergence (a): let the reserve pull ``token`` from ``account`` without limit.
+
+    On the Tempo devchain the approval is sponsored by the dev account, so granting
+    it costs ``account`` nothing: its balance stays exactly what it was funded with.
+    (A node drops a transaction whose sender sponsors itself: the dev account pays its own.)
+    """
     client = chain.client()
     try:
+        data = encode_approve(RESERVE_ADDRESS, _UNLIMITED)
+        if chain.network == "tempo":
+            call = Call(token or chain.token, data)
+            if account.address.lower() == chain.deployer.address.lower():
+                own = await sign_calls(client, account.wallet(), [call])  # nobody to sponsor it
+                await send_tempo(client, own, context="approve reserve")
+                return
+            handover = await sign_calls(client, account.wallet(), [call], sponsored=True)
+            assert handover.handover is not None
+            tx = sponsor(handover.handover, chain.deployer.wallet(), chain.fee_token)
+            await send_tempo(client, tx, context="approve reserve")
+            return
         erc20 = Token(client, token or chain.token)
-        tx = await erc20.sign_approve(account.wallet(), RESERVE_ADDRESS, _UNLIMITED)
-        await client.send_and_wait(tx, context="approve reserve")
+        signed = await erc20.sign_approve(account.wallet(), RESERVE_ADDRESS, _UNLIMITED)
+        await client.send_and_wait(signed, context="approve reserve")
     finally:
         await client.close()
 

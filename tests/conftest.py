@@ -3,6 +3,7 @@ reference server on uvicorn, and paying agents against it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,7 @@ async def tempo_chain(tempo_devchain: DevChain) -> AsyncIterator[DevChain]:
         yield tempo_devchain
     finally:
         await tempo_devchain.revert(snapshot)
+        # A revert keeps the node's evm_increaseTime offset: put its clock back on the wall
+        # clock, or the next test's expiring nonces (validBefore from the wall clock) would
+        # be stale in the pool.
+        await tempo_devchain.rpc("anvil_setTime", [int(time.time())])

@@ -6,13 +6,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mppagent import Agent
-from mppagent.devchain import DevChain
+from mppagent.devchain import DevAccount, DevChain
 from mppagent.devserver import RunningServer
 from mppagent.session.gate import Authorization, PaymentGate, Purpose
 from mppagent.session.policy import SpendPolicy
 from mppagent.session.store import ChannelRecord
+from mppagent.tempo.backend import ChannelTerms
+from mppagent.tempo.channel_id import random_salt
 from mppagent.tempo.escrow import Token
+from mppagent.tempo.hexutil import ZERO_ADDRESS
 from mppagent.tempo.schemas import SessionReceipt
+from mppagent.tempo.v2.constants import RESERVE_ADDRESS
 
 ServerFactory = Callable[..., Awaitable[RunningServer]]
 AgentFactory = Callable[..., Awaitable[Agent]]
@@ -112,3 +116,27 @@ def signature_forms(signature: str) -> dict[str, str]:
         "compact": compact(signature),
         "high_s": join(r, SECP256K1_N - s, 55 - v),
     }
+
+
+def v2_terms(chain: DevChain, payer: DevAccount, payee: DevAccount, **changes: Any) -> ChannelTerms:
+    """Terms of a fresh v2 channel on the devchain's local reserve (random salt)."""
+    fields: dict[str, Any] = {
+        "payer": payer.address.lower(),
+        "payee": payee.address.lower(),
+        "token": chain.token,
+        "escrow": RESERVE_ADDRESS,
+        "chain_id": chain.chain_id,
+        "salt": random_salt(),
+        "authorized_signer": ZERO_ADDRESS,
+    }
+    return ChannelTerms(**{**fields, **changes})
+
+
+async def fresh_block(chain: DevChain) -> None:
+    """Mine a block, so chain time (``tempo_chain.chain_now``) is the node's clock again.
+
+    A reverted snapshot leaves the latest block in the past while the node keeps any
+    ``evm_increaseTime`` offset: an expiring nonce computed from that block and the
+    wall clock would expire in the pool before it is mined.
+    """
+    await chain.rpc("evm_mine")

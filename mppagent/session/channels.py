@@ -20,7 +20,7 @@ from mppagent.session.closing import (
     Closing,
     ForcedCloseResult,
 )
-from mppagent.session.context import SessionContext
+from mppagent.session.context import SessionContext, terms_of
 from mppagent.session.funding import Funding
 from mppagent.session.gate import Authorization
 from mppagent.session.policy import Offer, SpendPolicy
@@ -149,6 +149,10 @@ class ChannelManager:
         """Keep a lease alive."""
         self.pool.renew(record)
 
+    def initial_amount(self, offer: Offer) -> int:
+        """What a new channel's open voucher should pay (its protocol says how many units)."""
+        return self.ctx.backend(offer.protocol).initial_units * offer.price
+
     async def open_payload(
         self, checkout: Checkout, initial: Authorization
     ) -> tuple[OpenPayload, Operation]:
@@ -179,7 +183,7 @@ class ChannelManager:
         """A ``voucher`` payload for a gate-authorized amount (signed and recorded first)."""
         voucher = sign_voucher(self.ctx, record, auth)
         return self.ctx.backend_for(record).voucher_payload(
-            record.channel_id, voucher.cumulative_amount, voucher.signature
+            terms_of(record), record.channel_id, voucher.cumulative_amount, voucher.signature
         )
 
     async def reconcile(self, channel_id: str) -> ChannelRecord:

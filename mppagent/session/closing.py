@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from mppagent import failpoints
 from mppagent.errors import ChainError, ConfigError, ServerMisbehaviour, StoreError
 from mppagent.protocol import VerificationFailedProblem
-from mppagent.session.context import SessionContext
+from mppagent.session.context import SessionContext, terms_of
 from mppagent.session.gate import PaymentGate
 from mppagent.session.lifecycle import Event
 from mppagent.session.policy import Offer
@@ -145,7 +145,9 @@ class Closing:
             )
             signature = sign_close_voucher(ctx, record, auth)
             ctx.store.apply(record.channel_id, Event.CLOSE_STARTED)
-            payload = ctx.backend_for(record).close_payload(record.channel_id, amount, signature)
+            payload = ctx.backend_for(record).close_payload(
+                terms_of(record), record.channel_id, amount, signature
+            )
             try:
                 receipt = await sender.send_close(record.url, offer, payload)
             except VerificationFailedProblem as problem:
@@ -207,7 +209,7 @@ class Closing:
         await ctx.begin_funding(record.channel_id, record.scope.chain_id)
         try:
             tx = await ctx.backend_for(record).sign_request_close(
-                ctx.wallet, record.scope.escrow, record.channel_id
+                ctx.wallet, terms_of(record), record.channel_id
             )
             op = ctx.record_tx(record, OperationKind.REQUEST_CLOSE, 0, tx)
             await self._send(op.op_id, tx, event=Event.CLOSE_REQUESTED)
@@ -233,7 +235,7 @@ class Closing:
         await ctx.begin_funding(record.channel_id, record.scope.chain_id)
         try:
             tx = await ctx.backend_for(record).sign_withdraw(
-                ctx.wallet, record.scope.escrow, record.channel_id
+                ctx.wallet, terms_of(record), record.channel_id
             )
             op = ctx.record_tx(record, OperationKind.WITHDRAW, state.deposit - state.settled, tx)
             receipt = await self._send(op.op_id, tx, event=Event.FINALIZED, settled=state.settled)

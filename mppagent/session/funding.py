@@ -141,7 +141,10 @@ class Funding:
             raise
         op = ctx.record_tx(record, OperationKind.TOP_UP, amount, plan.main)
         failpoints.hit("topup.recorded")
-        return ctx.backend_for(record).top_up_payload(record.channel_id, plan.main, amount), op
+        payload = ctx.backend_for(record).top_up_payload(
+            terms_of(record), record.channel_id, plan.main, amount
+        )
+        return payload, op
 
     async def confirm_top_up(self, record: ChannelRecord, op: Operation) -> ChannelRecord:
         """After the server accepted ``topUp``: read the new deposit from the chain."""

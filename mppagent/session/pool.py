@@ -47,7 +47,7 @@ class ChannelPool:
     def __init__(self, ctx: SessionContext, recovery: Recovery) -> None:
         self.ctx = ctx
         self.recovery = recovery
-        self._trusted: set[str] = set()
+        self._trusted: set[tuple[str, str]] = set()
 
     async def checkout(self, offer: Offer, url: str) -> Checkout:
         """Lease a channel for ``offer``: an idle open one with room, else a new one."""
@@ -96,7 +96,8 @@ class ChannelPool:
         like one could keep the deposit. Checked once per address and process.
         """
         policy = self.ctx.policy
-        if escrow in self._trusted or policy.trust_unknown_escrows:
+        key = (backend.protocol, escrow)  # an escrow vouched for in one protocol, not in all
+        if key in self._trusted or policy.trust_unknown_escrows:
             return
         listed = policy.allowed_escrows is not None and escrow in policy.allowed_escrows
         if not listed and not await backend.check_contract(escrow):
@@ -105,7 +106,7 @@ class ChannelPool:
                 f"escrow {escrow} does not run the {backend.protocol} escrow code this "
                 "agent knows; add it to allowed_escrows if you trust it",
             )
-        self._trusted.add(escrow)
+        self._trusted.add(key)
 
     async def _new_record(
         self, backend: SessionBackend, offer: Offer, scope: Scope, url: str
@@ -128,6 +129,8 @@ class ChannelPool:
             salt=salt,
             authorized_signer=authorized,
             operator=offer.request.method_details.operator or ZERO_ADDRESS,
+            fee_token=offer.request.method_details.fee_token,
+            fee_payer=bool(offer.request.method_details.fee_payer),
         )
         new = await backend.new_channel(ctx.wallet, terms, deposit)
         record = ChannelRecord(

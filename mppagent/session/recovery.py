@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from mppagent.errors import ChainError, StoreError
 from mppagent.logging import get_logger
-from mppagent.session.context import SessionContext
+from mppagent.session.context import SessionContext, terms_of
 from mppagent.session.lifecycle import Event
 from mppagent.session.store import (
     ChannelRecord,
@@ -25,6 +25,9 @@ from mppagent.session.store import (
 )
 from mppagent.tempo.chain import ContractReverted, SignedTransaction
 from mppagent.tempo.escrow import ChannelState
+from mppagent.tempo.tempo_chain import OutgoingTempoTransaction, TxOutcome, expiry_outcome
+from mppagent.tempo.tempotx import decode_tempo_transaction, is_tempo_transaction
+from mppagent.tempo.transactions import InvalidTransaction, transaction_bytes
 
 __all__ = ["Recovery", "check_state_matches"]
 
@@ -54,9 +57,7 @@ class Recovery:
 
     async def read(self, record: ChannelRecord) -> ChannelState:
         """The channel as the chain has it."""
-        return await self.ctx.backend_for(record).read_channel(
-            record.scope.escrow, record.channel_id
-        )
+        return await self.ctx.backend_for(record).read_channel(terms_of(record), record.channel_id)
 
     async def reconcile(self, channel_id: str) -> ChannelRecord:
         """Bring one record in line with the chain (deposit, settlement, closure)."""
@@ -177,6 +178,23 @@ class Recovery:
         if not op.tx_hash or not op.payload:
             store.finish_operation(op.op_id, OperationState.FAILED, "no transaction recorded")
             return
+        expiring = self._expiring(op)
+        if expiring is not None:
+            # A Tempo transaction with a validity window: resend only while it can land.
+            # Sponsored bytes are the server's to broadcast: only their expiry settles them.
+            result = await expiry_outcome(self.ctx.chain, expiring)
+            if result == TxOutcome.EXPIRED:
+                store.finish_operation(op.op_id, OperationState.FAILED, "expired")
+                return
+            if result == TxOutcome.MINED:
+                receipt = await self.ctx.chain.get_receipt(expiring.hash)
+                if receipt is not None and int(receipt.get("status", 1)) == 0:
+                    store.finish_operation(op.op_id, OperationState.FAILED, "reverted")
+                else:
+                    store.finish_operation(op.op_id, OperationState.CONFIRMED)
+                return
+            if expiring.awaiting_fee_payer:
+                return  # still valid; the chain will tell (reconcile) or it expires
         try:
             await self.rebroadcast(op)
         except ContractReverted as exc:
@@ -189,6 +207,19 @@ class Recovery:
                     store.finish_operation(op.op_id, OperationState.FAILED, "superseded")
                 return
         store.finish_operation(op.op_id, OperationState.CONFIRMED)
+
+    @staticmethod
+    def _expiring(op: Operation) -> OutgoingTempoTransaction | None:
+        """The recorded bytes as a Tempo transaction with ``validBefore``, if they are one."""
+        assert op.payload is not None
+        try:
+            if not is_tempo_transaction(transaction_bytes(op.payload)):
+                return None
+            signed = decode_tempo_transaction(op.payload)
+        except InvalidTransaction:
+            return None
+        tx = OutgoingTempoTransaction.of(signed)
+        return tx if tx.valid_before is not None else None
 
     async def rebroadcast(self, op: Operation) -> None:
         """Send the recorded bytes of ``op`` again and wait for them to be mined."""

@@ -47,6 +47,9 @@ class ChannelTerms:
     ``operator`` (v2: who besides the payee may settle; zero if none) and
     ``descriptor`` (the protocol's own description of an existing channel, as
     stored with its record) are empty where a protocol has no use for them.
+    ``fee_token`` and ``fee_payer`` come from the challenge (``methodDetails``)
+    when it asks for them: the token a Tempo transaction pays its fee in (none:
+    the channel's token), and whether the server co-signs as fee payer.
     """
 
     payer: str
@@ -58,6 +61,8 @@ class ChannelTerms:
     authorized_signer: str
     operator: str = "0x" + "00" * 20
     descriptor: str | None = None
+    fee_token: str | None = None
+    fee_payer: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,9 @@ class SessionBackend(Protocol):
     """One session protocol's chain and wire details."""
 
     protocol: str
+    initial_units: int
+    """Units the initial (open) voucher pays for: 0 (v1), or 1 where servers require
+    the open to authorize one unit (the v2 reference server refuses less)."""
 
     async def new_channel(self, wallet: Wallet, terms: ChannelTerms, deposit: int) -> NewChannel:
         """The id (and anything signed up front) of a channel about to be opened."""
@@ -130,20 +138,30 @@ class SessionBackend(Protocol):
         """The ``open`` credential payload."""
         ...
 
-    def top_up_payload(self, channel_id: str, tx: SignedTransaction, amount: int) -> TopUpPayload:
+    def top_up_payload(
+        self, terms: ChannelTerms, channel_id: str, tx: SignedTransaction, amount: int
+    ) -> TopUpPayload:
         """The ``topUp`` credential payload."""
         ...
 
-    def voucher_payload(self, channel_id: str, amount: int, sig: str) -> VoucherPayload:
+    def voucher_payload(
+        self, terms: ChannelTerms, channel_id: str, amount: int, sig: str
+    ) -> VoucherPayload:
         """The ``voucher`` credential payload."""
         ...
 
-    def close_payload(self, channel_id: str, amount: int, sig: str) -> ClosePayload:
+    def close_payload(
+        self, terms: ChannelTerms, channel_id: str, amount: int, sig: str
+    ) -> ClosePayload:
         """The ``close`` credential payload."""
         ...
 
-    async def read_channel(self, escrow: str, channel_id: str) -> ChannelState:
-        """The channel as the chain has it."""
+    async def read_channel(self, terms: ChannelTerms, channel_id: str) -> ChannelState:
+        """The channel as the chain has it.
+
+        A closed channel reads as ``finalized`` (with what it paid out), also where
+        the contract forgets closed channels; one the chain never saw does not exist.
+        """
         ...
 
     async def close_grace_period(self, escrow: str) -> int:
@@ -151,13 +169,13 @@ class SessionBackend(Protocol):
         ...
 
     async def sign_request_close(
-        self, wallet: Wallet, escrow: str, channel_id: str
+        self, wallet: Wallet, terms: ChannelTerms, channel_id: str
     ) -> SignedTransaction:
         """Sign the payer's forced-close request."""
         ...
 
     async def sign_withdraw(
-        self, wallet: Wallet, escrow: str, channel_id: str
+        self, wallet: Wallet, terms: ChannelTerms, channel_id: str
     ) -> SignedTransaction:
         """Sign the payer's withdrawal after the grace period."""
         ...

@@ -1,4 +1,4 @@
-"""Wire models of the Tempo ``session`` intent (protocol v1), shared by client and server.
+"""Wire models of the Tempo ``session`` intent (v1, and v2's ``descriptor``), client and server.
 
 Everything that crosses the wire for a session is validated here, once:
 the decoded challenge ``request``, the four credential payloads, the
@@ -84,6 +84,9 @@ Amount = Annotated[int, BeforeValidator(_amount), PlainSerializer(str, return_ty
 Address = Annotated[str, BeforeValidator(normalize_address)]
 Bytes32 = Annotated[str, BeforeValidator(normalize_bytes32)]
 HexBlob = Annotated[str, BeforeValidator(_hex_blob)]
+WireDescriptor = dict[str, str]
+"""A v2 channel descriptor as it travels in a payload (``mppagent.tempo.v2.ChannelDescriptor``
+validates it; kept as a plain object here so v1's wire models need no v2 import)."""
 
 
 class _Wire(BaseModel):
@@ -143,6 +146,7 @@ class OpenPayload(_Wire):
     authorized_signer: Address | None = Field(None, alias="authorizedSigner")
     cumulative_amount: Amount = Field(alias="cumulativeAmount")
     signature: HexBlob = Field(repr=False)
+    descriptor: WireDescriptor | None = None
 
 
 class TopUpPayload(_Wire):
@@ -153,6 +157,7 @@ class TopUpPayload(_Wire):
     channel_id: Bytes32 = Field(alias="channelId")
     transaction: HexBlob = Field(repr=False)
     additional_deposit: Amount = Field(alias="additionalDeposit")
+    descriptor: WireDescriptor | None = None
 
 
 class VoucherPayload(_Wire):
@@ -162,6 +167,7 @@ class VoucherPayload(_Wire):
     channel_id: Bytes32 = Field(alias="channelId")
     cumulative_amount: Amount = Field(alias="cumulativeAmount")
     signature: HexBlob = Field(repr=False)
+    descriptor: WireDescriptor | None = None
 
 
 class ClosePayload(_Wire):
@@ -171,6 +177,7 @@ class ClosePayload(_Wire):
     channel_id: Bytes32 = Field(alias="channelId")
     cumulative_amount: Amount = Field(alias="cumulativeAmount")
     signature: HexBlob = Field(repr=False)
+    descriptor: WireDescriptor | None = None
 
 
 SessionPayload = Annotated[

@@ -45,6 +45,7 @@ __all__ = [
     "TxOutcome",
     "chain_now",
     "estimate_calls_gas",
+    "expiry_outcome",
     "outcome",
     "send_tempo",
     "sign_calls",
@@ -332,3 +333,15 @@ async def outcome(chain: ChainClient, tx: OutgoingTempoTransaction) -> TxOutcome
             return TxOutcome.MINED
         return TxOutcome.EXPIRED
     return TxOutcome.PENDING
+
+
+async def expiry_outcome(chain: ChainClient, tx: OutgoingTempoTransaction) -> TxOutcome:
+    """:func:`outcome`, also for sponsored bytes awaiting their fee payer.
+
+    Those were handed to a server, whose broadcast has another hash: only their
+    expiry is certain (``EXPIRED`` once ``valid_before`` passed, else ``PENDING``);
+    whether they landed shows in their effect on chain.
+    """
+    if not tx.awaiting_fee_payer:
+        return await outcome(chain, tx)
+    return TxOutcome.EXPIRED if tx.expired(await chain_now(chain)) else TxOutcome.PENDING

@@ -33,6 +33,7 @@ class V1Backend:
     """v1 sessions over one chain client (one :class:`Escrow` client per deployment)."""
 
     protocol = "v1"
+    initial_units = 0
 
     def __init__(self, chain: ChainClient) -> None:
         self.chain = chain
@@ -134,37 +135,46 @@ class V1Backend:
             signature=sig,
         )
 
-    def top_up_payload(self, channel_id: str, tx: SignedTransaction, amount: int) -> TopUpPayload:
+    def top_up_payload(
+        self, terms: ChannelTerms, channel_id: str, tx: SignedTransaction, amount: int
+    ) -> TopUpPayload:
         """``topUp`` with the signed transaction."""
+        del terms
         return TopUpPayload(channel_id=channel_id, transaction=tx.raw, additional_deposit=amount)
 
-    def voucher_payload(self, channel_id: str, amount: int, sig: str) -> VoucherPayload:
+    def voucher_payload(
+        self, terms: ChannelTerms, channel_id: str, amount: int, sig: str
+    ) -> VoucherPayload:
         """``voucher``."""
+        del terms
         return VoucherPayload(channel_id=channel_id, cumulative_amount=amount, signature=sig)
 
-    def close_payload(self, channel_id: str, amount: int, sig: str) -> ClosePayload:
+    def close_payload(
+        self, terms: ChannelTerms, channel_id: str, amount: int, sig: str
+    ) -> ClosePayload:
         """``close`` with the final voucher."""
+        del terms
         return ClosePayload(channel_id=channel_id, cumulative_amount=amount, signature=sig)
 
-    async def read_channel(self, escrow: str, channel_id: str) -> ChannelState:
-        """``getChannel``."""
-        return await self.escrow(escrow).get_channel(channel_id)
+    async def read_channel(self, terms: ChannelTerms, channel_id: str) -> ChannelState:
+        """``getChannel`` (the escrow keeps closed channels, marked finalized)."""
+        return await self.escrow(terms.escrow).get_channel(channel_id)
 
     async def close_grace_period(self, escrow: str) -> int:
         """``CLOSE_GRACE_PERIOD``."""
         return await self.escrow(escrow).close_grace_period()
 
     async def sign_request_close(
-        self, wallet: Wallet, escrow: str, channel_id: str
+        self, wallet: Wallet, terms: ChannelTerms, channel_id: str
     ) -> SignedTransaction:
         """``requestClose``."""
-        return await self.escrow(escrow).sign_request_close(wallet, channel_id)
+        return await self.escrow(terms.escrow).sign_request_close(wallet, channel_id)
 
     async def sign_withdraw(
-        self, wallet: Wallet, escrow: str, channel_id: str
+        self, wallet: Wallet, terms: ChannelTerms, channel_id: str
     ) -> SignedTransaction:
         """``withdraw``."""
-        return await self.escrow(escrow).sign_withdraw(wallet, channel_id)
+        return await self.escrow(terms.escrow).sign_withdraw(wallet, channel_id)
 
     async def final_settled(self, escrow: str, channel_id: str) -> int | None:
         """``settledToPayee`` of the channel's ``ChannelClosed`` event, from the logs."""

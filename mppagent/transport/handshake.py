@@ -216,7 +216,7 @@ class PaidRequest:
         )
         self.outcome = PaymentOutcome(channel_id=record.channel_id, verified=False)
         if checkout.is_new:
-            initial = self.exchange.initial_voucher(0)
+            initial = self.exchange.initial_voucher(self.manager.initial_amount(offer))
             self.payload, self.open_op = await self.manager.open_payload(checkout, initial)
             self.exchange.handle(VoucherSigned(self.payload.cumulative_amount))
         else:
@@ -265,6 +265,9 @@ class PaidRequest:
         headers = httpx.Headers(self.request.headers)
         headers["authorization"] = self._credential_header(offer, payload)
         headers["idempotency-key"] = self.idempotency_key
+        if self.open_op is None:
+            # The session draft's hint: which open channel this request pays on.
+            headers["payment-session"] = self.record.channel_id
         delay = 0.2
         for attempt in range(3):
             paid = httpx.Request(

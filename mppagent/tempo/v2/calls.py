@@ -21,16 +21,20 @@ from mppagent.tempo.v2.descriptor import ChannelDescriptor
 from mppagent.tempo.voucher import V2_VOUCHERS
 
 __all__ = [
+    "CHANNEL_CLOSED_TOPIC",
     "DESCRIPTOR_TYPE",
     "SELECTORS",
+    "ChannelClosed",
     "ChannelOpened",
     "OpenCall",
     "ReserveState",
     "TopUpCall",
+    "decode_channel_closed",
     "decode_channel_opened",
     "decode_channel_state",
     "decode_payer_call",
     "encode_close",
+    "encode_get_channel_state",
     "encode_open",
     "encode_request_close",
     "encode_settle",
@@ -243,3 +247,32 @@ def _descriptor(fields: Sequence[Any]) -> ChannelDescriptor:
         authorized_signer=str(signer),
         expiring_nonce_hash="0x" + bytes(nonce_hash).hex(),
     )
+
+
+_CLOSED_TOPIC = keccak(b"ChannelClosed(bytes32,address,address,uint96,uint96)")
+
+
+@dataclass(frozen=True)
+class ChannelClosed:
+    """A decoded ``ChannelClosed`` event (cooperative close or withdraw)."""
+
+    channel_id: str
+    paid: int
+    refunded: int
+
+
+def decode_channel_closed(topics: Sequence[bytes], data: bytes) -> ChannelClosed | None:
+    """Decode a ``ChannelClosed`` log (``None`` if the log is another event)."""
+    if len(topics) != 4 or bytes(topics[0]) != _CLOSED_TOPIC:
+        return None
+    paid, refunded = abi_decode(["uint96", "uint96"], data)
+    return ChannelClosed("0x" + bytes(topics[1]).hex(), int(paid), int(refunded))
+
+
+def encode_get_channel_state(channel_id: str) -> bytes:
+    """Calldata of ``getChannelState(channelId)``."""
+    return _encode("getChannelState", [bytes.fromhex(normalize_bytes32(channel_id)[2:])])
+
+
+CHANNEL_CLOSED_TOPIC = "0x" + _CLOSED_TOPIC.hex()
+"""``topics[0]`` of ``ChannelClosed``, for log filters."""

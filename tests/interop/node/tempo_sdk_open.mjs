@@ -5,30 +5,19 @@
 //
 // stdin:  {rpcUrl, chainId, privateKey, escrow, payee, currency, deposit, salt, sponsored}
 // stdout: {transaction, from, gas}
-import { createClient, http, encodeFunctionData } from 'viem'
-import { tempoLocalnet } from 'viem/chains'
+import { encodeFunctionData } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { prepareTransactionRequest, signTransaction } from 'viem/actions'
 import { Abis } from 'viem/tempo'
+import { devchainClient, readStdin } from './devchain.mjs'
 // The deployed v1 escrow's ABI as the SDK ships it (not in the package's exports map).
 const { escrowAbi } = await import(
   new URL('../../../node_modules/mppx/dist/tempo/legacy/session/escrow.abi.js', import.meta.url).href
 )
 
-const input = JSON.parse(await new Promise((resolve) => {
-  let text = ''
-  process.stdin.on('data', (chunk) => { text += chunk })
-  process.stdin.on('end', () => resolve(text))
-}))
-
-const chain = {
-  ...tempoLocalnet,
-  id: Number(input.chainId),
-  hardfork: 't4',
-  rpcUrls: { default: { http: [input.rpcUrl] } },
-}
+const input = await readStdin()
 const account = privateKeyToAccount(input.privateKey)
-const client = createClient({ account, chain, transport: http(input.rpcUrl) })
+const client = devchainClient(input, account)
 const deposit = BigInt(input.deposit)
 const approveData = encodeFunctionData({
   abi: Abis.tip20, functionName: 'approve', args: [input.escrow, deposit],

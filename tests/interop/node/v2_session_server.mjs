@@ -1,0 +1,72 @@
+// A small paid streaming server built on the reference SDK's own v2 session server
+// (mppx 0.11.0: Mppx.create with tempo.session, SSE on), for our agent to pay.
+// Ordinary SDK options only: an in-memory store, the payee's account, the chain's
+// RPC, the canonical reserve, the currency as fee token.
+//
+// stdin:  {rpcUrl, chainId, payeeKey, currency, escrow, amount, suggestedDeposit, tokens,
+//          feePayer}  (feePayer: the payee co-signs and pays the fees of opens/top-ups)
+//         (amount and suggestedDeposit as decimal strings in whole tokens, 6 decimals)
+// stdout: one JSON line {url} once listening; then one JSON line per settlement.
+// Each paid GET/POST streams `tokens` SSE data events (fake completion chunks),
+// charging one `amount` per event; management requests answer 204 with a receipt.
+import * as nodeHttp from 'node:http'
+import { Mppx, Request as MppxRequest, Store, tempo } from 'mppx/server'
+import { privateKeyToAccount } from 'viem/accounts'
+import { devchainClient, readStdin } from './devchain.mjs'
+
+const input = await readStdin()
+const account = privateKeyToAccount(input.payeeKey)
+const client = devchainClient(input, account, { pollingInterval: 200 })
+
+const mppx = Mppx.create({
+  secretKey: 'mppagent-interop-secret-key-at-least-32-bytes',
+  methods: [
+    tempo.session({
+      account,
+      currency: input.currency,
+      decimals: 6,
+      escrowContract: input.escrow,
+      chainId: Number(input.chainId),
+      feeToken: input.currency,
+      getClient: () => client,
+      store: Store.memory(),
+      sse: true,
+      ...(input.feePayer ? { feePayer: true } : {}),
+      onSessionSettlement: (context) => {
+        process.stdout.write(JSON.stringify({ settlement: String(context?.txHash ?? '') }) + '\n')
+      },
+    }),
+  ],
+})
+
+const words = Array.from({ length: Number(input.tokens) }, (_, i) => `w${i} `)
+
+async function handler(request) {
+  const result = await mppx.session({
+    amount: input.amount,
+    suggestedDeposit: input.suggestedDeposit,
+    unitType: 'token',
+  })(request)
+  if (result.status === 402) return result.challenge
+  if (request.method === 'HEAD' || (request.method === 'POST' && !(await hasBody(request)))) {
+    return result.withReceipt(new Response(null, { status: 204 }))
+  }
+  return result.withReceipt(async function* (stream) {
+    for (const word of words) {
+      await stream.charge()
+      yield JSON.stringify({ object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: word } }] })
+    }
+  })
+}
+
+async function hasBody(request) {
+  const text = await request.clone().text()
+  return text.length > 0
+}
+
+const server = nodeHttp.createServer(MppxRequest.toNodeListener(handler))
+server.listen(0, '127.0.0.1', () => {
+  const { port } = server.address()
+  process.stdout.write(JSON.stringify({ url: `http://127.0.0.1:${port}/v1/chat/completions` }) + '\n')
+})
+process.on('SIGTERM', () => server.close(() => process.exit(0)))
