@@ -128,6 +128,7 @@ class ChannelPool:
             salt=salt,
             authorized_signer=authorized,
             operator=offer.request.method_details.operator or ZERO_ADDRESS,
+            fee_token=offer.request.method_details.fee_token,
         )
         new = await backend.new_channel(ctx.wallet, terms, deposit)
         record = ChannelRecord(

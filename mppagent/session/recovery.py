@@ -25,6 +25,9 @@ from mppagent.session.store import (
 )
 from mppagent.tempo.chain import ContractReverted, SignedTransaction
 from mppagent.tempo.escrow import ChannelState
+from mppagent.tempo.tempo_chain import OutgoingTempoTransaction, TransactionExpired, resend_recorded
+from mppagent.tempo.tempotx import decode_tempo_transaction, is_tempo_transaction
+from mppagent.tempo.transactions import transaction_bytes
 
 __all__ = ["Recovery", "check_state_matches"]
 
@@ -179,6 +182,9 @@ class Recovery:
             return
         try:
             await self.rebroadcast(op)
+        except TransactionExpired:
+            store.finish_operation(op.op_id, OperationState.FAILED, "expired")
+            return
         except ContractReverted as exc:
             store.finish_operation(op.op_id, OperationState.FAILED, exc.error_name)
             return
@@ -191,9 +197,18 @@ class Recovery:
         store.finish_operation(op.op_id, OperationState.CONFIRMED)
 
     async def rebroadcast(self, op: Operation) -> None:
-        """Send the recorded bytes of ``op`` again and wait for them to be mined."""
+        """Send the recorded bytes of ``op`` again and wait for them to be mined.
+
+        A Tempo transaction with an expiring nonce is resent only while its
+        ``validBefore`` holds; after that the chain decides (mined, or
+        :class:`TransactionExpired` -- the operation failed, nothing re-signed).
+        """
         assert op.payload is not None
         assert op.tx_hash is not None
+        if is_tempo_transaction(transaction_bytes(op.payload)):
+            tempo_tx = OutgoingTempoTransaction.of(decode_tempo_transaction(op.payload))
+            await resend_recorded(self.ctx.chain, tempo_tx, context=f"{op.kind} (resent)")
+            return
         record = self.ctx.store.get(op.channel_id)
         sender = record.payer if record else self.ctx.payer
         tx = SignedTransaction(raw=op.payload, hash=op.tx_hash, nonce=op.nonce or 0, sender=sender)

@@ -47,6 +47,8 @@ class ChannelTerms:
     ``operator`` (v2: who besides the payee may settle; zero if none) and
     ``descriptor`` (the protocol's own description of an existing channel, as
     stored with its record) are empty where a protocol has no use for them.
+    ``fee_token`` is the token a challenge asks Tempo transaction fees be paid
+    in (``None``: the channel's currency); it does not identify the channel.
     """
 
     payer: str
@@ -58,6 +60,7 @@ class ChannelTerms:
     authorized_signer: str
     operator: str = "0x" + "00" * 20
     descriptor: str | None = None
+    fee_token: str | None = None
 
 
 @dataclass(frozen=True)
