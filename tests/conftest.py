@@ -3,6 +3,7 @@ reference server on uvicorn, and paying agents against it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -121,9 +122,16 @@ async def tempo_devchain() -> AsyncIterator[DevChain]:
 
 @pytest.fixture
 async def tempo_chain(tempo_devchain: DevChain) -> AsyncIterator[DevChain]:
-    """The session Tempo devchain, snapshotted before and reverted after the test."""
+    """The session Tempo devchain, snapshotted before and reverted after the test.
+
+    ``evm_revert`` also winds anvil's clock back to the snapshot's time, so the
+    next block would be stamped in the past; a Tempo node refuses an expiring
+    nonce valid for longer than its window *from the block time*, so the clock
+    is set to the wall clock again (a later test's 25 s window stays valid).
+    """
     snapshot = await tempo_devchain.snapshot()
     try:
         yield tempo_devchain
     finally:
         await tempo_devchain.revert(snapshot)
+        await tempo_devchain.rpc("evm_setTime", [int(time.time())])

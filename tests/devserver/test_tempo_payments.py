@@ -6,7 +6,6 @@ as in ``test_payments.py``; the chain is anvil in Tempo mode (T4).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -34,9 +33,9 @@ DEPOSIT = 400_000
 
 
 @pytest.fixture
-async def chain(tempo_chain: DevChain) -> AsyncIterator[DevChain]:
+def chain(tempo_chain: DevChain) -> DevChain:
     """Every test here runs on the Tempo devchain (pathUSD is the currency)."""
-    yield tempo_chain
+    return tempo_chain
 
 
 @pytest.fixture
@@ -105,7 +104,8 @@ async def test_tempo_open_and_top_up_are_one_transaction_each(
         assert header_receipt(response).tx_hash == top.hash
         assert (await escrow.get_channel(channel_id)).deposit == DEPOSIT + 50_000
         row = stored(config, channel_id)
-        assert row is not None and row["deposit"] == str(DEPOSIT + 50_000)
+        assert row is not None
+        assert row["deposit"] == str(DEPOSIT + 50_000)
     spent = before - await payer.balance()
     # Deposits plus fees in pathUSD (the fee token): fees are real but small.
     assert DEPOSIT + 50_000 < spent < DEPOSIT + 50_000 + 100_000
@@ -121,7 +121,13 @@ async def test_smuggled_calls_and_unasked_sponsorship_are_refused_unsent(
         # A transfer to the payer's friend riding along with the open.
         salt = random_salt()
         channel_id = compute_channel_id(
-            payer.address, payer.payee, chain.token, salt, ZERO_ADDRESS, chain.escrow, chain.chain_id
+            payer.address,
+            payer.payee,
+            chain.token,
+            salt,
+            ZERO_ADDRESS,
+            chain.escrow,
+            chain.chain_id,
         )
         calls = (
             Call(chain.token, encode_transfer(chain.accounts[3].address, 1)),
@@ -155,11 +161,13 @@ async def test_sponsoring_server_co_signs_and_pays_the_fee(
         assert details["feePayer"] is True
         assert details["feeToken"] == PATH_USD
         channel_id, tx = await _open_tx(payer, DEPOSIT, sponsored=True)
-        assert tx.handover is not None and tx.handover.startswith("0x78")
+        assert tx.handover is not None
+        assert tx.handover.startswith("0x78")
         response = await pay_head(http, _open_payload(payer, channel_id, tx.handover), challenge)
         assert response.status_code == 200, response.text
         mined = header_receipt(response).tx_hash
-        assert mined is not None and mined != tx.hash  # the co-signed bytes, not the sender's
+        assert mined is not None
+        assert mined != tx.hash
         assert (await escrow.get_channel(channel_id)).deposit == DEPOSIT
         assert await client.get_receipt(mined) is not None
     assert before - await payer.balance() == DEPOSIT  # exactly the deposit: no fee
