@@ -21,6 +21,8 @@ not ours, so the bytecode comparison would refuse them.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mppagent.errors import ChainError, ConfigError
@@ -110,20 +112,14 @@ class V1Backend:
         self, wallet: Wallet, terms: ChannelTerms, deposit: int, prior: PriorSender
     ) -> FundingPlan:
         """Tempo: one ``0x76`` approve + open. Else an exact ``approve`` if short, then ``open``."""
+        escrow = self.escrow(terms.escrow)
+        sign: Callable[..., Awaitable[SignedTransaction]]
         if await self.is_tempo():
-            return FundingPlan(
-                main=await self.escrow(terms.escrow).sign_open_tempo(
-                    wallet,
-                    payee=terms.payee,
-                    token=terms.token,
-                    deposit=deposit,
-                    salt=terms.salt,
-                    authorized_signer=terms.authorized_signer,
-                    fee_token=terms.fee_token,
-                )
-            )
-        await self._approve(wallet, terms, deposit, prior)
-        tx = await self.escrow(terms.escrow).sign_open(
+            sign = functools.partial(escrow.sign_open_tempo, fee_token=terms.fee_token)
+        else:
+            await self._approve(wallet, terms, deposit, prior)
+            sign = escrow.sign_open
+        tx = await sign(
             wallet,
             payee=terms.payee,
             token=terms.token,

@@ -81,10 +81,15 @@ async def test_open_vouchers_top_up_close_on_tempo(
     assert 0 <= payee_fees < FEE_BOUND
 
 
-async def _crash_at_open(chain: DevChain, payer: DevAccount, url: str, store: Path) -> None:
+async def _crashed_at_open(
+    chain: DevChain, start_server: ServerFactory, payer: DevAccount, tmp_path: Path
+) -> tuple[str, Path]:
+    """A server, and a store left by an agent killed after recording its 0x76 open."""
+    url, store = (await start_server()).url + CHAT, tmp_path / "crash.db"
     child = await spawn(chain, payer, url, store, "20", "1", failpoint="open.recorded")
     out, err = await asyncio.wait_for(child.communicate(), 120)
     assert child.returncode == -signal.SIGKILL, (out, err.decode()[-2000:])
+    return url, store
 
 
 @pytest.mark.slow
@@ -96,9 +101,7 @@ async def test_pending_tempo_open_is_resent_with_the_same_bytes(
     tmp_path: Path,
 ) -> None:
     """Killed after recording its 0x76 open: the restarted agent sends those very bytes."""
-    server = await start_server()
-    store = tmp_path / "crash.db"
-    await _crash_at_open(chain, payer, server.url + CHAT, store)
+    _, store = await _crashed_at_open(chain, start_server, payer, tmp_path)
     agent = await make_agent(store_path=store)  # start() recovers pending operations
     (op,) = agent.store.operations(kind=OperationKind.OPEN)
     assert op.state == OperationState.CONFIRMED
@@ -120,9 +123,7 @@ async def test_expired_tempo_open_fails_without_signing_anew(
     tmp_path: Path,
 ) -> None:
     """Past its validBefore the recorded open can never land: failed, checked on chain."""
-    server = await start_server()
-    store = tmp_path / "crash.db"
-    await _crash_at_open(chain, payer, server.url + CHAT, store)
+    url, store = await _crashed_at_open(chain, start_server, payer, tmp_path)
     client = chain.client()
     try:
         await chain.increase_time(120)  # past validBefore (the fixture resets the clock)
@@ -135,7 +136,7 @@ async def test_expired_tempo_open_fails_without_signing_anew(
         state = await Escrow(client, chain.escrow).get_channel(record.channel_id)
         assert not state.exists
         # A new payment opens a fresh channel (a new transaction, a new salt).
-        async for _ in agent.stream("POST", server.url + CHAT, json=chat_body(10)):
+        async for _ in agent.stream("POST", url, json=chat_body(10)):
             pass
         opened = [r for r in agent.channels.list() if r.status == ChannelStatus.OPEN]
         assert len(opened) == 1

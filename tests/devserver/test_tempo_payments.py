@@ -43,19 +43,20 @@ def payer(chain: DevChain, client: ChainClient) -> Payer:
     return payer_at(chain, client, 1)
 
 
+def _new_channel(payer: Payer) -> tuple[str, str]:
+    """A fresh salt and the id of the channel ``payer`` would open with it."""
+    salt = random_salt()
+    chain = payer.chain
+    channel_id = compute_channel_id(
+        payer.address, payer.payee, chain.token, salt, ZERO_ADDRESS, chain.escrow, chain.chain_id
+    )
+    return salt, channel_id
+
+
 async def _open_tx(
     payer: Payer, deposit: int, *, sponsored: bool = False
 ) -> tuple[str, OutgoingTempoTransaction]:
-    salt = random_salt()
-    channel_id = compute_channel_id(
-        payer.address,
-        payer.payee,
-        payer.chain.token,
-        salt,
-        ZERO_ADDRESS,
-        payer.chain.escrow,
-        payer.chain.chain_id,
-    )
+    salt, channel_id = _new_channel(payer)
     tx = await payer.escrow.sign_open_tempo(
         payer.account.wallet(),
         payee=payer.payee,
@@ -119,16 +120,7 @@ async def test_smuggled_calls_and_unasked_sponsorship_are_refused_unsent(
     before = await payer.balance()
     async with asgi_client(config) as http:
         # A transfer to the payer's friend riding along with the open.
-        salt = random_salt()
-        channel_id = compute_channel_id(
-            payer.address,
-            payer.payee,
-            chain.token,
-            salt,
-            ZERO_ADDRESS,
-            chain.escrow,
-            chain.chain_id,
-        )
+        salt, channel_id = _new_channel(payer)
         calls = (
             Call(chain.token, encode_transfer(chain.accounts[3].address, 1)),
             Call(chain.escrow, encode_open(payer.payee, chain.token, DEPOSIT, salt, ZERO_ADDRESS)),

@@ -12,33 +12,16 @@
 //
 // stdin:  {url, rpcUrl, chainId, privateKey, escrow, deposit, tokens, interruptAfterRounds, gas}
 // stdout: {channelId, openTx, rounds, delivered, receipts, lastAccepted, close}
-import { createClient, http, encodeFunctionData } from 'viem'
-import { tempoLocalnet } from 'viem/chains'
-import { privateKeyToAccount } from 'viem/accounts'
-import { prepareTransactionRequest, signTransaction } from 'viem/actions'
-import { Abis } from 'viem/tempo'
+import { signTransaction } from 'viem/actions'
+import { legacySession, prepareOpen, readInput, tempoClient } from './tempo_client.mjs'
 import { Hex } from 'ox'
 import { Challenge, Receipt } from 'mppx'
 import { Mppx, sessionLegacy } from 'mppx/client'
 
-const legacy = new URL('../../../node_modules/mppx/dist/tempo/legacy/session/', import.meta.url)
-const { escrowAbi } = await import(new URL('escrow.abi.js', legacy).href)
-const Channel = await import(new URL('Channel.js', legacy).href)
+const Channel = await import(new URL('Channel.js', legacySession).href)
 
-const input = JSON.parse(await new Promise((resolve) => {
-  let text = ''
-  process.stdin.on('data', (chunk) => { text += chunk })
-  process.stdin.on('end', () => resolve(text))
-}))
-
-const chain = {
-  ...tempoLocalnet,
-  id: Number(input.chainId),
-  hardfork: 't4',
-  rpcUrls: { default: { http: [input.rpcUrl] } },
-}
-const account = privateKeyToAccount(input.privateKey)
-const client = createClient({ account, chain, transport: http(input.rpcUrl) })
+const input = await readInput()
+const { account, client } = tempoClient(input)
 const mppx = Mppx.create({
   methods: [sessionLegacy({ account, getClient: () => client, escrowContract: input.escrow })],
   polyfill: false,
@@ -86,16 +69,8 @@ const channelId = Channel.computeId({
   salt,
   token: currency,
 })
-const prepared = await prepareTransactionRequest(client, {
-  account,
-  calls: [
-    { to: currency, data: encodeFunctionData({ abi: Abis.tip20, functionName: 'approve', args: [input.escrow, deposit] }) },
-    { to: input.escrow, data: encodeFunctionData({ abi: escrowAbi, functionName: 'open', args: [payee, currency, deposit, salt, account.address] }) },
-  ],
-  feeToken: currency,
-  nonceKey: 'expiring',
-  validBefore: Math.floor(Date.now() / 1000) + 25,
-  gas: BigInt(input.gas),
+const prepared = await prepareOpen(client, account, {
+  escrow: input.escrow, payee, currency, deposit, salt, signer: account.address, gas: BigInt(input.gas),
 })
 const transaction = await signTransaction(client, prepared)
 const receipts = []
