@@ -8,6 +8,10 @@ interval of 100), and the stall from need-voucher event to accepted voucher
 (p50/p99; goal p50 <= 5 ms on loopback).
 
     .venv/bin/python benchmarks/stream.py [--tokens 20000] [--runs 3] [--intervals 10,100,1000]
+        [--chain evm|tempo]
+
+``--chain tempo`` runs on anvil in Tempo mode (T4): pathUSD is the currency,
+the channel is opened with one ``0x76`` (outside the timing, as on ``evm``).
 """
 
 from __future__ import annotations
@@ -126,9 +130,10 @@ async def main() -> None:
         default=None,
         help="server pace in tokens/s (default: as fast as possible)",
     )
+    parser.add_argument("--chain", choices=["evm", "tempo"], default="evm", help="anvil mode")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    chain = await DevChain.start(accounts=2, tokens_per_account=10_000 * 10**6)
+    chain = await DevChain.start(accounts=2, tokens_per_account=10_000 * 10**6, network=args.chain)
     try:
         results = [
             await measure(chain, int(i), args.tokens, args.runs, args.rate)
@@ -137,11 +142,15 @@ async def main() -> None:
     finally:
         await chain.stop()
     if args.json:
-        print(json.dumps({"machine": machine(), "rate": args.rate, "results": results}, indent=2))
+        report = {"machine": machine(), "chain": args.chain, "rate": args.rate, "results": results}
+        print(json.dumps(report, indent=2))
         return
     print(f"machine: {machine()}")
     pace = f"server paced at {args.rate:g} tokens/s" if args.rate else "server at full speed"
-    print(f"{args.tokens} tokens per stream, median of {args.runs} runs, {pace}, own process")
+    print(
+        f"{args.tokens} tokens per stream, median of {args.runs} runs, {pace}, own process, "
+        f"{args.chain} chain"
+    )
     print(
         f"{'interval':>8} {'unpaid tok/s':>13} {'paid tok/s':>11} {'ratio':>6} "
         f"{'vouchers':>8} {'stall p50 ms':>13} {'stall p99 ms':>13}"

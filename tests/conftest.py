@@ -122,7 +122,13 @@ async def tempo_devchain() -> AsyncIterator[DevChain]:
 
 @pytest.fixture
 async def tempo_chain(tempo_devchain: DevChain) -> AsyncIterator[DevChain]:
-    """The session Tempo devchain, snapshotted before and reverted after the test."""
+    """The session Tempo devchain, snapshotted before and reverted after the test.
+
+    ``evm_revert`` also winds anvil's clock back to the snapshot's time, so the
+    next block would be stamped in the past; a Tempo node refuses an expiring
+    nonce valid for longer than its window *from the block time*, so the clock
+    is set to the wall clock again (a later test's 25 s window stays valid).
+    """
     snapshot = await tempo_devchain.snapshot()
     try:
         yield tempo_devchain

@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--model", default="mpp-fake-thinking", help="fake model name (default mpp-fake-thinking)"
     )
+    _chain_option(demo)
 
     chat = sub.add_parser("chat", parents=[common], help="stream a paid chat completion")
     chat.add_argument("prompt", nargs="?", help="the prompt (default: read stdin)")
@@ -163,12 +164,28 @@ def build_parser() -> argparse.ArgumentParser:
     devnet = sub.add_parser(
         "devnet", parents=[common], help="run anvil with the contracts deployed"
     )
-    devnet.add_argument("--chain", choices=["evm", "tempo"], default="evm", help="anvil mode")
+    _chain_option(devnet)
     sub.add_parser("providers", parents=[common], help="list provider profiles")
     return parser
 
 
+def _chain_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--chain",
+        choices=["tempo", "evm"],
+        default="tempo",
+        help="local chain mode: tempo (anvil T4, pathUSD, 0x76 transactions; default) or "
+        "evm (plain anvil, test token)",
+    )
+
+
 def _serve_options(serve: argparse.ArgumentParser) -> None:
+    _chain_option(serve)
+    serve.add_argument(
+        "--sponsor-fees",
+        action="store_true",
+        help="offer fee sponsorship (feePayer): co-sign payers' Tempo open/topUp and pay the fee",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8402, help="port to listen on (8402)")
     serve.add_argument(

@@ -1,6 +1,9 @@
 """``mppagent demo``: a complete paid LLM session on this machine, start to settlement.
 
-Starts anvil with the escrow and test token, funds a demo wallet, runs the
+Starts anvil -- by default in Tempo mode (T4), where the session currency and
+the fee token are pathUSD and the channel is opened with one ``0x76``
+transaction; ``--chain evm`` for plain anvil and the test token tUSD --
+with the escrow deployed, funds a demo wallet, runs the
 reference server on loopback, streams a paid chat completion through the whole
 path (402 → open → need-voucher rounds → final receipt), closes the channel
 cooperatively and prints the settlement as the chain records it. Everything it
@@ -30,6 +33,7 @@ from mppagent.transport.paying import PaymentEvent
 __all__ = ["run"]
 
 PRICE = 25
+_FEE_BOUND = 100_000  # 0.1 pathUSD: a few Tempo transactions cost far less on the devchain
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
 async def _demo(args: argparse.Namespace, out: Output) -> int:
     out.say("mppagent demo: a paid LLM session, entirely on this machine")
     with tempfile.TemporaryDirectory(prefix="mppagent-demo-") as tmp:
-        chain = await DevChain.start(accounts=2)
+        chain = await DevChain.start(accounts=2, network=args.chain)
         try:
             return await _session(args, out, chain, Path(tmp))
         finally:
@@ -60,6 +64,7 @@ async def _session(args: argparse.Namespace, out: Output, chain: DevChain, tmp: 
         lookahead_tokens=100,
         tokens_per_second=args.rate or None,
         state_path=str(tmp / "server.db"),
+        fee_token=chain.fee_token,
     )
     client = chain.client()
     try:
@@ -77,16 +82,19 @@ async def _paid_session(
     token: Token,
 ) -> int:
     payee, payer = chain.accounts
+    unit = "pathUSD" if chain.network == "tempo" else "tUSD"
     async with RunningServer(config) as server:
         url = f"{server.url}/v1/chat/completions"
         out.say(f"  chain   anvil at {chain.rpc_url} (chain {chain.chain_id})")
-        out.say(f"          escrow {chain.escrow}, token tUSD {chain.token}")
-        out.say(f"  server  {url}, {PRICE} base units ({format_units(PRICE)} tUSD) per token")
+        out.say(f"          escrow {chain.escrow}, token {unit} {chain.token}")
+        if chain.fee_token is not None:
+            out.say(f"          Tempo mode: 0x76 transactions, fees paid in {unit}")
+        out.say(f"  server  {url}, {PRICE} base units ({format_units(PRICE)} {unit}) per token")
         payer_start, payee_start = (
             await token.balance_of(payer.address),
             await token.balance_of(payee.address),
         )
-        out.say(f"  wallet  {payer.address} holding {format_units(payer_start)} tUSD")
+        out.say(f"  wallet  {payer.address} holding {format_units(payer_start)} {unit}")
         out.emit(
             "setup",
             rpcUrl=chain.rpc_url,
@@ -99,7 +107,7 @@ async def _paid_session(
         )
         out.say(f"\n> {args.prompt}\n")
 
-        display = None if out.json_mode else StreamDisplay()
+        display = None if out.json_mode else StreamDisplay(symbol=unit)
         events: list[PaymentEvent] = []
         observe = payment_observer(out, display, events)
 
@@ -131,6 +139,9 @@ async def _paid_session(
             await token.balance_of(payer.address),
             await token.balance_of(payee.address),
         )
+    # On Tempo the currency is also the fee token: balances move by fees as well.
+    payer_fees = payer_start - payer_end - result.paid
+    payee_fees = result.paid - (payee_end - payee_start)
     final = [e for e in events if e.kind == "final_receipt"]
     tokens = int(final[-1].detail.get("units") or 0) if final else 0
     stalls = [e.seconds * 1000 for e in events if e.kind == "voucher"]
@@ -148,25 +159,36 @@ async def _paid_session(
         payeeBalanceBefore=payee_start,
         payeeBalanceAfter=payee_end,
         vouchers=len(stalls),
+        unit=unit,
+        payerFees=payer_fees,
+        payeeFees=payee_fees,
     )
     lines = [
         "",
         "settlement, as recorded on chain:",
-        f"  deposit            {format_units(result.deposit):>12} tUSD",
-        f"  paid to payee      {format_units(result.paid):>12} tUSD  "
+        f"  deposit            {format_units(result.deposit):>12} {unit}",
+        f"  paid to payee      {format_units(result.paid):>12} {unit}  "
         f"({tokens} tokens x {format_units(PRICE)})",
-        f"  refunded to payer  {format_units(result.refunded):>12} tUSD",
-        f"  payer balance      {format_units(payer_start)} -> {format_units(payer_end)} tUSD",
-        f"  payee balance      {format_units(payee_start)} -> {format_units(payee_end)} tUSD",
+        f"  refunded to payer  {format_units(result.refunded):>12} {unit}",
+        f"  payer balance      {format_units(payer_start)} -> {format_units(payer_end)} {unit}",
+        f"  payee balance      {format_units(payee_start)} -> {format_units(payee_end)} {unit}",
         f"  vouchers signed    {len(stalls)}"
         + (f" (need-voucher stall p50 {statistics.median(stalls):.1f} ms)" if stalls else ""),
         f"  close transaction  {result.tx_hash}",
     ]
+    if chain.fee_token is not None:
+        lines.insert(
+            -2,
+            f"  fees in {unit}     payer {format_units(payer_fees)}, "
+            f"payee {format_units(payee_fees)} (the rest of each balance change)",
+        )
     for line in lines:
         out.say(line)
+    # Fees are zero on a plain chain (gas in ETH) and small, never negative, on Tempo.
+    fee_bound = 0 if chain.fee_token is None else _FEE_BOUND
     consistent = (
-        payer_start - payer_end == result.paid
-        and payee_end - payee_start == result.paid
+        0 <= payer_fees <= fee_bound
+        and 0 <= payee_fees <= fee_bound
         and result.paid == tokens * PRICE
     )
     out.say("  ledger, receipts and chain agree" if consistent else "  MISMATCH between books")

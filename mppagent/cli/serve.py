@@ -115,7 +115,7 @@ def run_serve(args: argparse.Namespace, out: Output) -> int:
         chain: DevChain | None = None
         if external is None:
             out.say("starting a private devchain (anvil) for this server ...")
-            chain = await DevChain.start(accounts=2)
+            chain = await DevChain.start(accounts=2, network=args.chain)
             on = _Chain(chain.rpc_url, chain.escrow, chain.token, chain.accounts[0].private_key)
         else:
             on = external
@@ -137,6 +137,8 @@ def run_serve(args: argparse.Namespace, out: Output) -> int:
                     faults=faults,
                     test_mode=args.test_mode,
                     state_path=state_path,
+                    sponsor_fees=args.sponsor_fees,
+                    fee_token=chain.fee_token if chain else os.environ.get("MPPAGENT_FEE_TOKEN"),
                 )
                 async with RunningServer(config, host=args.host, sock=sock) as server:
                     _announce(out, args, f"{server.url}/v1", on, chain, state_path)

@@ -23,7 +23,10 @@ class DevServerConfig(BaseModel):
     named behaviours (:mod:`mppagent.devserver.faults`) for every request;
     ``tokens_per_chunk``, ``late_receipt_delay`` and ``contradictory_interval`` tune
     the ``packed-tokens``, ``late-voucher-receipt`` and ``contradictory-need-voucher``
-    behaviours.
+    behaviours. ``sponsor_fees`` offers fee sponsorship (``feePayer: true``): the
+    server co-signs a payer's Tempo ``open``/``topUp`` as fee payer, paying in
+    ``fee_token`` (advertised as the challenge's ``feeToken``; default: the
+    session currency on a Tempo chain).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -61,8 +64,15 @@ class DevServerConfig(BaseModel):
     tokens_per_chunk: int = Field(4, ge=1)
     late_receipt_delay: float = Field(1.0, ge=0)
     contradictory_interval: float = Field(0.2, gt=0)
+    sponsor_fees: bool = False
+    fee_token: str | None = None
 
     @field_validator("escrow", "token")
     @classmethod
     def _address(cls, value: str) -> str:
         return normalize_address(value)
+
+    @field_validator("fee_token")
+    @classmethod
+    def _fee_token(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_address(value)

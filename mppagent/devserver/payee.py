@@ -23,9 +23,11 @@ import asyncio
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from mppagent.devserver.config import DevServerConfig
 from mppagent.devserver.faults import Billing, Fault
+from mppagent.devserver.payer_tx import PayerTransaction, read_payer_transaction
 from mppagent.devserver.state import ServerChannel, ServerState
 from mppagent.errors import ChainError
 from mppagent.logging import get_logger
@@ -48,9 +50,9 @@ from mppagent.protocol import (
     VerificationFailedProblem,
     format_rfc3339,
 )
-from mppagent.tempo.chain import ChainClient, ContractReverted, SignedTransaction, Wallet
+from mppagent.tempo.chain import ChainClient, ContractReverted, Wallet
 from mppagent.tempo.channel_id import compute_channel_id
-from mppagent.tempo.escrow import ChannelState, Escrow, Token, decode_payer_call
+from mppagent.tempo.escrow import ChannelState, Escrow, Token
 from mppagent.tempo.hexutil import normalize_address
 from mppagent.tempo.schemas import (
     ClosePayload,
@@ -59,7 +61,7 @@ from mppagent.tempo.schemas import (
     VoucherPayload,
     parse_payload,
 )
-from mppagent.tempo.transactions import InvalidTransaction, decode_signed_transaction
+from mppagent.tempo.transactions import InvalidTransaction
 from mppagent.tempo.voucher import (
     InvalidSignature,
     recover_voucher_signer,
@@ -134,6 +136,7 @@ class SessionPayee:
         self.wallet = Wallet(config.payee_private_key.get_secret_value())
         self.payee = normalize_address(self.wallet.address)
         self.token = config.token
+        self.fee_token = config.fee_token or (config.token if config.sponsor_fees else None)
         self._secret = config.challenge_secret.get_secret_value()
         self._locks: dict[str, asyncio.Lock] = {}
         self._voucher_events: dict[str, asyncio.Event] = {}
@@ -151,6 +154,10 @@ class SessionPayee:
         details: dict[str, JSON] = {"escrowContract": self.config.escrow, "chainId": self.chain_id}
         if self.config.min_voucher_delta is not None:
             details["minVoucherDelta"] = str(self.config.min_voucher_delta)
+        if self.config.sponsor_fees:
+            details["feePayer"] = True
+        if self.fee_token is not None:
+            details["feeToken"] = self.fee_token
         return {
             "amount": str(self.config.price_per_token),
             "unitType": "llm_token",
@@ -218,17 +225,8 @@ class SessionPayee:
     # -- open ------------------------------------------------------------------------------
 
     async def _open(self, payload: OpenPayload, challenge: Challenge) -> Accepted:
-        try:
-            tx = decode_signed_transaction(payload.transaction)
-        except InvalidTransaction as exc:
-            raise VerificationFailedProblem(str(exc)) from None
-        if tx.to != self.config.escrow:
-            raise VerificationFailedProblem("the open transaction does not call this escrow")
-        if tx.chain_id != self.chain_id:
-            raise VerificationFailedProblem(f"the open transaction is for chain {tx.chain_id}")
-        call = decode_payer_call(tx.data)
-        if call is None or call.function != "open":
-            raise VerificationFailedProblem("the transaction does not call open()")
+        tx = self._payer_transaction(payload.transaction, "open")
+        call = tx.call
         if call.args["payee"] != self.payee:
             raise VerificationFailedProblem("the open transaction pays another payee")
         if call.args["token"] != self.token:
@@ -251,8 +249,7 @@ class SessionPayee:
             state = await self._chain_state(channel_id, fresh=True)
             if not state.exists and not state.finalized:
                 try:
-                    raw = SignedTransaction(payload.transaction, tx.hash, tx.nonce, tx.sender)
-                    await self.chain.send_and_wait(raw, context="open")
+                    await tx.broadcast(self.chain, "open")
                 except ContractReverted as exc:
                     raise VerificationFailedProblem(f"open reverted: {exc.error_name}") from None
                 except ChainError as exc:
@@ -286,25 +283,36 @@ class SessionPayee:
         log.info("session.open", channel=channel_id, deposit=state.deposit)
         return Accepted("open", channel, challenge, tx.hash)
 
+    def _payer_transaction(self, raw: str, action: Literal["open", "topUp"]) -> PayerTransaction:
+        """Decode and check an ``open``/``topUp`` transaction (co-signed if we sponsor fees)."""
+        try:
+            tx = read_payer_transaction(
+                raw,
+                action=action,
+                escrow=self.config.escrow,
+                currency=self.token,
+                fee_payer=self.wallet if self.config.sponsor_fees else None,
+                fee_token=self.fee_token,
+            )
+        except InvalidTransaction as exc:
+            raise VerificationFailedProblem(str(exc)) from None
+        if tx.chain_id != self.chain_id:
+            raise VerificationFailedProblem(f"the {action} transaction is for chain {tx.chain_id}")
+        return tx
+
     # -- top-up ----------------------------------------------------------------------------
 
     async def _top_up(self, payload: TopUpPayload, challenge: Challenge) -> Accepted:
         channel = await self._known_channel(payload.channel_id)
-        try:
-            tx = decode_signed_transaction(payload.transaction)
-        except InvalidTransaction as exc:
-            raise VerificationFailedProblem(str(exc)) from None
-        call = decode_payer_call(tx.data)
-        if tx.to != self.config.escrow or call is None or call.function != "topUp":
-            raise VerificationFailedProblem("the transaction does not call topUp() on this escrow")
+        tx = self._payer_transaction(payload.transaction, "topUp")
+        call = tx.call
         if call.args["channelId"] != payload.channel_id:
             raise VerificationFailedProblem("the topUp transaction is for another channel")
         if call.args["additionalDeposit"] != payload.additional_deposit:
             raise VerificationFailedProblem("additionalDeposit does not match the transaction")
         async with self.lock(channel.channel_id):
             try:
-                raw = SignedTransaction(payload.transaction, tx.hash, tx.nonce, tx.sender)
-                receipt = await self.chain.send_and_wait(raw, context="topUp")
+                receipt = await tx.broadcast(self.chain, "topUp")
             except ContractReverted as exc:
                 raise VerificationFailedProblem(f"topUp reverted: {exc.error_name}") from None
             except ChainError as exc:

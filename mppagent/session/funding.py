@@ -10,6 +10,7 @@ transaction as the channel change it implies.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 from mppagent import failpoints
 from mppagent.errors import ChainError, PolicyViolation, StoreError
@@ -48,7 +49,7 @@ class Funding:
         """
         ctx = self.ctx
         record = checkout.record
-        terms = terms_of(record)
+        terms = replace(terms_of(record), fee_token=checkout.offer.request.method_details.fee_token)
         await ctx.begin_funding(record.channel_id, record.scope.chain_id)
         try:
             plan = checkout.plan or await ctx.backend_for(record).plan_open(

@@ -25,7 +25,13 @@ from mppagent.session.store import (
 )
 from mppagent.tempo.chain import ContractReverted, SignedTransaction
 from mppagent.tempo.escrow import ChannelState
-from mppagent.tempo.tempo_chain import OutgoingTempoTransaction, TxOutcome, expiry_outcome
+from mppagent.tempo.tempo_chain import (
+    OutgoingTempoTransaction,
+    TransactionExpired,
+    TxOutcome,
+    expiry_outcome,
+    resend_recorded,
+)
 from mppagent.tempo.tempotx import decode_tempo_transaction, is_tempo_transaction
 from mppagent.tempo.transactions import InvalidTransaction, transaction_bytes
 
@@ -197,6 +203,9 @@ class Recovery:
                 return  # still valid; the chain will tell (reconcile) or it expires
         try:
             await self.rebroadcast(op)
+        except TransactionExpired:
+            store.finish_operation(op.op_id, OperationState.FAILED, "expired")
+            return
         except ContractReverted as exc:
             store.finish_operation(op.op_id, OperationState.FAILED, exc.error_name)
             return
@@ -222,9 +231,18 @@ class Recovery:
         return tx if tx.valid_before is not None else None
 
     async def rebroadcast(self, op: Operation) -> None:
-        """Send the recorded bytes of ``op`` again and wait for them to be mined."""
+        """Send the recorded bytes of ``op`` again and wait for them to be mined.
+
+        A Tempo transaction with an expiring nonce is resent only while its
+        ``validBefore`` holds; after that the chain decides (mined, or
+        :class:`TransactionExpired` -- the operation failed, nothing re-signed).
+        """
         assert op.payload is not None
         assert op.tx_hash is not None
+        if is_tempo_transaction(transaction_bytes(op.payload)):
+            tempo_tx = OutgoingTempoTransaction.of(decode_tempo_transaction(op.payload))
+            await resend_recorded(self.ctx.chain, tempo_tx, context=f"{op.kind} (resent)")
+            return
         record = self.ctx.store.get(op.channel_id)
         sender = record.payer if record else self.ctx.payer
         tx = SignedTransaction(raw=op.payload, hash=op.tx_hash, nonce=op.nonce or 0, sender=sender)

@@ -18,12 +18,14 @@ Three things about Tempo nodes (and anvil's Tempo mode) shape this module:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from mppagent.errors import ChainError
 from mppagent.tempo.chain import ChainClient, ContractReverted, SignedTransaction, Wallet
 from mppagent.tempo.hexutil import checksum_address, keccak, normalize_address
 from mppagent.tempo.tempotx import (
@@ -42,11 +44,13 @@ __all__ = [
     "SEND_MARGIN",
     "TIP20_ERRORS",
     "OutgoingTempoTransaction",
+    "TransactionExpired",
     "TxOutcome",
     "chain_now",
     "estimate_calls_gas",
     "expiry_outcome",
     "outcome",
+    "resend_recorded",
     "send_tempo",
     "sign_calls",
     "sponsor",
@@ -129,6 +133,10 @@ class OutgoingTempoTransaction(SignedTransaction):
             f"OutgoingTempoTransaction(hash={self.hash!r}, sender={self.sender!r}, "
             f"nonce_key={self.nonce_key:#x}, valid_before={self.valid_before})"
         )
+
+
+class TransactionExpired(ChainError):
+    """A recorded transaction was never mined and its ``validBefore`` has passed: it never will."""
 
 
 class TxOutcome(Enum):
@@ -345,3 +353,33 @@ async def expiry_outcome(chain: ChainClient, tx: OutgoingTempoTransaction) -> Tx
     if not tx.awaiting_fee_payer:
         return await outcome(chain, tx)
     return TxOutcome.EXPIRED if tx.expired(await chain_now(chain)) else TxOutcome.PENDING
+
+
+async def resend_recorded(
+    chain: ChainClient, tx: OutgoingTempoTransaction, *, context: str, poll: float = 0.5
+) -> dict[str, Any]:
+    """Write-ahead recovery of a recorded ``0x76``: the same bytes, or a verdict from the chain.
+
+    Mined: its receipt (a revert raises :class:`ContractReverted`). Still valid:
+    resend the same bytes and wait. Too close to ``validBefore`` for a node to
+    take it: wait for the window to close and look again. Expired without a
+    receipt: :class:`TransactionExpired` -- only then may the caller sign anew.
+    Bounded: ``validBefore`` is at most :data:`MAX_EXPIRING_WINDOW` seconds ahead.
+    """
+    while True:
+        state = await outcome(chain, tx)
+        if state is TxOutcome.MINED:
+            return await chain.wait(tx.hash, context=context)
+        if state is TxOutcome.EXPIRED:
+            raise TransactionExpired(
+                f"{context}: transaction {tx.hash} was not mined before its validBefore"
+            )
+        if tx.sendable(await chain_now(chain)):
+            try:
+                return await send_tempo(chain, tx, context=context)
+            except ContractReverted:
+                raise
+            except ChainError:
+                if not tx.expired(await chain_now(chain)):
+                    raise  # refused while still valid: not a question of time
+        await asyncio.sleep(poll)

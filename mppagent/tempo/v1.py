@@ -1,13 +1,28 @@
 """Session protocol v1: the ``TempoStreamChannel`` escrow as a :class:`SessionBackend`.
 
-On a chain without batched calls an ``open`` or ``topUp`` needs the token
-allowance first: the plan carries an exact ``approve`` (never an unlimited
-one: an escrow can pull no more than the deposit we decided on) for the
-client to send and confirm before the server broadcasts the main transaction.
+On a Tempo chain an ``open`` or ``topUp`` is ONE Tempo (``0x76``) transaction
+batching an exact ``approve(escrow, amount)`` and the escrow call -- atomic,
+with fees paid in the challenge's ``feeToken`` (else the channel's currency)
+and an expiring nonce, so nothing is left half-done and no nonce counter is
+involved. On any other EVM chain the allowance comes first: the plan carries
+an exact ``approve`` (never an unlimited one: an escrow can pull no more than
+the deposit we decided on) for the client to send and confirm before the
+server broadcasts the main EIP-1559 transaction.
+
+Which chains are Tempo chains: Tempo mainnet and the Moderato testnet by
+chain id, any other chain by one cheap probe (the fee token pathUSD is a
+predeployed TIP-20 at a fixed address; a plain EVM chain has no code there),
+cached per backend -- or fixed by the caller (``tempo=True/False``).
+
+The deployed v1 escrows (:data:`CANONICAL_ESCROWS`) are trusted on their
+chains without ``allowed_escrows``: their code is the reference deployment,
+not ours, so the bytecode comparison would refuse them.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mppagent.errors import ChainError, ConfigError
@@ -24,9 +39,19 @@ from mppagent.tempo.channel_id import compute_channel_id
 from mppagent.tempo.escrow import ChannelState, Escrow, Token
 from mppagent.tempo.hexutil import ZERO_ADDRESS, normalize_address
 from mppagent.tempo.schemas import ClosePayload, OpenPayload, TopUpPayload, VoucherPayload
+from mppagent.tempo.tempo_chain import PATH_USD
 from mppagent.tempo.voucher import VoucherSigner
 
-__all__ = ["V1Backend"]
+__all__ = ["CANONICAL_ESCROWS", "TEMPO_CHAIN_IDS", "V1Backend"]
+
+TEMPO_CHAIN_IDS = frozenset({4217, 42431})
+"""Tempo mainnet and the Moderato testnet."""
+
+CANONICAL_ESCROWS = {
+    4217: "0x33b901018174ddabe4841042ab76ba85d4e24f25",
+    42431: "0xe1c4d3dce17bc111181ddf716f75bae49e61a336",
+}
+"""The deployed v1 ``TempoStreamChannel`` escrow per chain id (lowercase)."""
 
 
 class V1Backend:
@@ -35,9 +60,17 @@ class V1Backend:
     protocol = "v1"
     initial_units = 0
 
-    def __init__(self, chain: ChainClient) -> None:
+    def __init__(self, chain: ChainClient, *, tempo: bool | None = None) -> None:
         self.chain = chain
         self._escrows: dict[str, Escrow] = {}
+        self._tempo = tempo
+
+    async def is_tempo(self) -> bool:
+        """Whether the chain takes Tempo transactions (configured, known id, or probed once)."""
+        if self._tempo is None:
+            chain_id = await self.chain.chain_id()
+            self._tempo = chain_id in TEMPO_CHAIN_IDS or bool(await self.chain.get_code(PATH_USD))
+        return self._tempo
 
     def escrow(self, address: str) -> Escrow:
         """The :class:`Escrow` client for ``address``."""
@@ -64,7 +97,9 @@ class V1Backend:
         )
 
     async def check_contract(self, escrow: str) -> bool:
-        """Whether ``escrow`` runs the v1 code this agent ships (immutables masked)."""
+        """Whether ``escrow`` is the chain's canonical v1 escrow or runs the code we ship."""
+        if CANONICAL_ESCROWS.get(await self.chain.chain_id()) == normalize_address(escrow):
+            return True
         code = await self.chain.get_code(escrow)
         if not code:  # nothing there: client and server are on different chains
             raise ConfigError(
@@ -77,9 +112,15 @@ class V1Backend:
     async def plan_open(
         self, wallet: Wallet, terms: ChannelTerms, deposit: int, prior: PriorSender
     ) -> FundingPlan:
-        """An exact ``approve`` if the allowance is short (sent first), then ``open``."""
-        await self._approve(wallet, terms, deposit, prior)
-        tx = await self.escrow(terms.escrow).sign_open(
+        """Tempo: one ``0x76`` approve + open. Else an exact ``approve`` if short, then ``open``."""
+        escrow = self.escrow(terms.escrow)
+        sign: Callable[..., Awaitable[SignedTransaction]]
+        if await self.is_tempo():
+            sign = functools.partial(escrow.sign_open_tempo, fee_token=terms.fee_token)
+        else:
+            await self._approve(wallet, terms, deposit, prior)
+            sign = escrow.sign_open
+        tx = await sign(
             wallet,
             payee=terms.payee,
             token=terms.token,
@@ -97,7 +138,13 @@ class V1Backend:
         amount: int,
         prior: PriorSender,
     ) -> FundingPlan:
-        """An exact ``approve`` if the allowance is short (sent first), then ``topUp``."""
+        """Tempo: one ``0x76`` approve + topUp. Else an exact ``approve`` if short, then topUp."""
+        if await self.is_tempo():
+            return FundingPlan(
+                main=await self.escrow(terms.escrow).sign_top_up_tempo(
+                    wallet, channel_id, amount, token=terms.token, fee_token=terms.fee_token
+                )
+            )
         await self._approve(wallet, terms, amount, prior)
         tx = await self.escrow(terms.escrow).sign_top_up(wallet, channel_id, amount)
         return FundingPlan(main=tx)

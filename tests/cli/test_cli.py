@@ -29,8 +29,11 @@ async def test_help_and_usage_errors() -> None:
     assert "unrecognized arguments" in err
 
 
-async def test_demo_json_settles_exactly() -> None:
-    code, out, err = await cli("demo", "--json", "--tokens", "120", "--rate", "0")
+@pytest.mark.parametrize("chain", ["tempo", "evm"])
+async def test_demo_json_settles_exactly(chain: str) -> None:
+    """Tempo is the default: pathUSD, fees in pathUSD on top; plain EVM: to the base unit."""
+    args = ("--chain", chain) if chain == "evm" else ()
+    code, out, err = await cli("demo", "--json", "--tokens", "120", "--rate", "0", *args)
     assert code == 0, err
     records = lines(out)
     summary = records[-1]
@@ -38,7 +41,15 @@ async def test_demo_json_settles_exactly() -> None:
     assert summary["tokens"] == "120"
     assert summary["paid"] == str(120 * 25)
     assert int(summary["refunded"]) == int(summary["deposit"]) - 120 * 25
-    assert int(summary["payerBalanceBefore"]) - int(summary["payerBalanceAfter"]) == 120 * 25
+    payer_delta = int(summary["payerBalanceBefore"]) - int(summary["payerBalanceAfter"])
+    payee_delta = int(summary["payeeBalanceAfter"]) - int(summary["payeeBalanceBefore"])
+    fees = int(summary["payerFees"]), int(summary["payeeFees"])
+    assert (payer_delta, payee_delta) == (120 * 25 + fees[0], 120 * 25 - fees[1])
+    if chain == "tempo":
+        assert summary["unit"] == "pathUSD"
+        assert fees[0] > 0  # the 0x76 open paid its fee in pathUSD
+    else:
+        assert (summary["unit"], fees) == ("tUSD", (0, 0))
     kinds = [r["kind"] for r in records if r["type"] == "payment"]
     assert kinds[:3] == ["challenge", "open", "receipt"]
     assert "final_receipt" in kinds

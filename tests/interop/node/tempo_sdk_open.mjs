@@ -5,37 +5,18 @@
 //
 // stdin:  {rpcUrl, chainId, privateKey, escrow, payee, currency, deposit, salt, sponsored}
 // stdout: {transaction, from, gas}
-import { encodeFunctionData } from 'viem'
-import { privateKeyToAccount } from 'viem/accounts'
-import { prepareTransactionRequest, signTransaction } from 'viem/actions'
-import { Abis } from 'viem/tempo'
-import { devchainClient, readStdin } from './devchain.mjs'
-// The deployed v1 escrow's ABI as the SDK ships it (not in the package's exports map).
-const { escrowAbi } = await import(
-  new URL('../../../node_modules/mppx/dist/tempo/legacy/session/escrow.abi.js', import.meta.url).href
-)
+import { signTransaction } from 'viem/actions'
+import { prepareOpen, readInput, tempoClient } from './tempo_client.mjs'
 
-const input = await readStdin()
-const account = privateKeyToAccount(input.privateKey)
-const client = devchainClient(input, account)
-const deposit = BigInt(input.deposit)
-const approveData = encodeFunctionData({
-  abi: Abis.tip20, functionName: 'approve', args: [input.escrow, deposit],
-})
-const openData = encodeFunctionData({
-  abi: escrowAbi,
-  functionName: 'open',
-  args: [input.payee, input.currency, deposit, input.salt, '0x0000000000000000000000000000000000000000'],
-})
-const prepared = await prepareTransactionRequest(client, {
-  account,
-  calls: [
-    { to: input.currency, data: approveData },
-    { to: input.escrow, data: openData },
-  ],
-  feeToken: input.currency,
-  nonceKey: 'expiring',
-  validBefore: Math.floor(Date.now() / 1000) + 25,
+const input = await readInput()
+const { account, client } = tempoClient(input)
+const prepared = await prepareOpen(client, account, {
+  escrow: input.escrow,
+  payee: input.payee,
+  currency: input.currency,
+  deposit: BigInt(input.deposit),
+  salt: input.salt,
+  signer: '0x0000000000000000000000000000000000000000',
 })
 prepared.gas = (prepared.gas ?? 0n) + 5000n
 if (input.sponsored) prepared.feePayer = true
