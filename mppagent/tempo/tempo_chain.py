@@ -42,6 +42,7 @@ from mppagent.tempo.tempotx import (
 __all__ = [
     "PATH_USD",
     "SEND_MARGIN",
+    "TEMPO_CHAIN_IDS",
     "TIP20_ERRORS",
     "OutgoingTempoTransaction",
     "TransactionExpired",
@@ -55,6 +56,9 @@ __all__ = [
     "sign_calls",
     "sponsor",
 ]
+
+TEMPO_CHAIN_IDS = frozenset({4217, 42431})
+"""Tempo mainnet and the Moderato testnet (the chains whose ids alone say "Tempo")."""
 
 PATH_USD = "0x20c0000000000000000000000000000000000000"
 """The first TIP-20 stablecoin; Tempo's default fee token."""

@@ -39,13 +39,11 @@ from mppagent.tempo.channel_id import compute_channel_id
 from mppagent.tempo.escrow import ChannelState, Escrow, Token
 from mppagent.tempo.hexutil import ZERO_ADDRESS, normalize_address
 from mppagent.tempo.schemas import ClosePayload, OpenPayload, TopUpPayload, VoucherPayload
-from mppagent.tempo.tempo_chain import PATH_USD
+from mppagent.tempo.tempo_chain import PATH_USD, TEMPO_CHAIN_IDS
 from mppagent.tempo.voucher import VoucherSigner
 
-__all__ = ["CANONICAL_ESCROWS", "TEMPO_CHAIN_IDS", "V1Backend"]
+__all__ = ["CANONICAL_ESCROWS", "V1Backend"]
 
-TEMPO_CHAIN_IDS = frozenset({4217, 42431})
-"""Tempo mainnet and the Moderato testnet."""
 
 CANONICAL_ESCROWS = {
     4217: "0x33b901018174ddabe4841042ab76ba85d4e24f25",

@@ -37,6 +37,7 @@ from mppagent.tempo.escrow import ChannelState
 from mppagent.tempo.hexutil import ZERO_ADDRESS, checksum_address, normalize_address
 from mppagent.tempo.schemas import ClosePayload, OpenPayload, TopUpPayload, VoucherPayload
 from mppagent.tempo.tempo_chain import (
+    TEMPO_CHAIN_IDS,
     OutgoingTempoTransaction,
     chain_now,
     sign_calls,
@@ -59,10 +60,8 @@ from mppagent.tempo.v2.local_reserve import ARTIFACT_NAME
 from mppagent.tempo.v2.voucher import sign_voucher
 from mppagent.tempo.voucher import VoucherSigner
 
-__all__ = ["TEMPO_CHAINS", "V2Backend", "descriptor_of"]
+__all__ = ["V2Backend", "descriptor_of"]
 
-TEMPO_CHAINS = frozenset({4217, 42431})
-"""Chains where the reserve is the T5 precompile at :data:`RESERVE_ADDRESS`."""
 
 _VALID_AFTER_JITTER = 1 << 20
 """Range of the random ``validAfter`` offset a top-up gets (seconds in the past)."""
@@ -162,7 +161,7 @@ class V2Backend:
         """The canonical reserve: the precompile on Tempo chains, else our local reserve there."""
         if normalize_address(escrow) != RESERVE_ADDRESS:
             return False
-        if await self.chain.chain_id() in TEMPO_CHAINS:
+        if await self.chain.chain_id() in TEMPO_CHAIN_IDS:  # the T5 precompile
             return True
         code = await self.chain.get_code(escrow)
         return load_artifact(ARTIFACT_NAME).matches_runtime(code)
