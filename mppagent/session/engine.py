@@ -306,7 +306,7 @@ class PaidExchange:
             return None
         # The meter's (low) estimate of what was delivered, not its (high) bound: paying
         # ahead of an overestimate would pay ahead of nothing. The gate caps it either way.
-        delivered_cost = self._gate.baseline + self.delivered * self._gate.price
+        delivered_cost = self._gate.start + self.delivered * self._gate.price
         if self._signed - delivered_cost >= window:
             return None  # a full window is still prepaid
         target = min(delivered_cost + 2 * window, self._gate.ceiling(self.bound))
@@ -362,7 +362,7 @@ class PaidExchange:
             raise ServerMisbehaviour(
                 "overcharge",
                 f"spent {receipt.spent} is more than {self.bound} deliverable units at price "
-                f"{self._gate.price} over the verified {self._gate.baseline} allow ({ceiling})",
+                f"{self._gate.price} over the verified {self._gate.start} allow ({ceiling})",
             )
         if final and receipt.spent < self._max_spent and self._max_spent > self._gate.baseline:
             raise ServerMisbehaviour(
@@ -380,6 +380,7 @@ class PaidExchange:
             )
         if final:
             self._final_checks(receipt)
+        self._gate.credit_prepaid(receipt.spent, self.bound)
         self._max_spent = max(self._max_spent, receipt.spent)
         self._verified_in_request = True
         self._receipts += 1
@@ -427,7 +428,7 @@ class PaidExchange:
             # Already authorised: a demand our pay-ahead overtook, a duplicate event or a
             # lost voucher. Resend what is signed; sign nothing new.
             return SignVoucher(self._resend(), resend=True)
-        window = required - (self._gate.baseline + self.delivered * self._gate.price)
+        window = required - (self._gate.start + self.delivered * self._gate.price)
         self._steady = self._steady + 1 if window == self._window else 0
         self._window = window
         return self._sign_or_top_up(required, Purpose.DEMAND)

@@ -9,7 +9,11 @@ store signs only an :class:`Authorization` the gate issued. The rule:
     amount <= baseline + (meter bound + look-ahead) x price
 
 ``baseline`` is the verified ``spent`` the store held when the request started
--- never a number the server sent during the request -- and the meter's bound
+-- never a number the server sent during the request, with one exception that
+costs nothing: what was signed *before* the request was already the server's
+to take, so once a receipt shows that prepaid balance consumed ahead of this
+request's deliveries (a process killed mid-stream, its last units unrecorded),
+the bound builds on it (:meth:`PaymentGate.credit_prepaid`). The meter's bound
 is the most units an honest server may bill for what was actually delivered
 (see :mod:`mppagent.llm.meters`). On top of that the gate enforces the
 per-request budget (what this request newly authorises), the deposit, and the
@@ -89,10 +93,26 @@ class PaymentGate:
         self.baseline = baseline
         self.signed_at_start = signed_at_start
         self.min_delta = min_delta
+        self._prepaid_used = baseline
+
+    @property
+    def start(self) -> int:
+        """What the request's allowance builds on: the baseline, or prepaid balance used."""
+        return self._prepaid_used
+
+    def credit_prepaid(self, spent: int, bound_units: int) -> None:
+        """Build on prepaid balance a verified receipt shows consumed before this request.
+
+        ``spent`` minus what this request can have delivered so far (``bound_units``)
+        is what the server billed before it; up to ``signed_at_start`` that was
+        signed already, so taking it as the start exposes nothing new.
+        """
+        before = min(spent - bound_units * self.price, self.signed_at_start)
+        self._prepaid_used = max(self._prepaid_used, before)
 
     def ceiling(self, bound_units: int) -> int:
         """The most that may be signed once ``bound_units`` may honestly be billed."""
-        return self.baseline + (bound_units + self.policy.lookahead_units) * self.price
+        return self.start + (bound_units + self.policy.lookahead_units) * self.price
 
     def receipt_ceiling(self, bound_units: int) -> int:
         """The most a receipt's ``spent`` may honestly say during this request.
@@ -120,7 +140,7 @@ class PaymentGate:
         ``delivered_units`` (the meter's low estimate) is recorded with the voucher
         as what the agent acknowledges having received.
         """
-        acknowledged = min(self.baseline + delivered_units * self.price, max(amount, signed))
+        acknowledged = min(self.start + delivered_units * self.price, max(amount, signed))
         if amount > _UINT96_MAX:
             raise PolicyViolation("amount", f"cumulative {amount} does not fit the voucher type")
         if amount <= signed:
@@ -130,7 +150,7 @@ class PaymentGate:
             message = (
                 f"{purpose} asks for cumulative {amount}, but {bound_units} deliverable units "
                 f"plus a look-ahead of {self.policy.lookahead_units} at price {self.price} "
-                f"over the verified {self.baseline} allow at most {ceiling}"
+                f"over the verified {self.start} allow at most {ceiling}"
             )
             if purpose in _SERVER_DRIVEN:
                 raise ServerMisbehaviour("ask_ahead", message)

@@ -155,6 +155,29 @@ def test_prepaid_balance_from_earlier_requests_is_fine() -> None:
     assert ex.billed == 12 * PRICE
 
 
+def test_prepaid_balance_consumed_by_a_killed_request_is_built_on_not_refused() -> None:
+    # A process killed mid-stream signed ahead to 1_000 + 20 units; its last receipt
+    # verified 1_000. The server streamed the prepaid units to the dead process.
+    ex = exchange(baseline=1_000, signed=1_000 + 20 * PRICE)
+    ex.handle(ReceiptSeen(receipt(1_000 + 20 * PRICE, 1_000 + 20 * PRICE)))
+    deliver(ex, 4)
+    required = 1_000 + (20 + 4 + LOOKAHEAD) * PRICE
+    assert sign(ex, ex.handle(need(required, 1_000 + 20 * PRICE))) == required
+    # ... but the new allowance is still only what was delivered plus the look-ahead.
+    with pytest.raises(ServerMisbehaviour):
+        ex.handle(need(required + PRICE, required))
+
+
+def test_prepaid_credit_counts_only_what_the_request_cannot_have_delivered() -> None:
+    ex = exchange(baseline=1_000, signed=1_000 + 20 * PRICE)
+    deliver(ex, 5)
+    # spent covers the 5 units this request delivered: only 15 prepaid units were before it.
+    ex.handle(ReceiptSeen(receipt(1_000 + 20 * PRICE, 1_000 + 20 * PRICE)))
+    with pytest.raises(ServerMisbehaviour):
+        ex.handle(need(1_000 + (20 + 5 + LOOKAHEAD) * PRICE + 1, 1_000 + 20 * PRICE))
+    assert ex.signed == 1_000 + 20 * PRICE
+
+
 def test_a_late_voucher_receipt_after_the_final_is_fine() -> None:
     ex = exchange()
     sign(ex, ex.handle(need(4 * PRICE)))
