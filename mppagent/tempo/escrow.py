@@ -370,20 +370,14 @@ class Escrow:
         self, wallet: Wallet, channel_id: str, cumulative_amount: int, signature: str
     ) -> SignedTransaction:
         """Sign ``settle`` with the payer's voucher."""
-        data = _SEL["settle"] + abi_encode(
-            ["bytes32", "uint128", "bytes"],
-            [bytes.fromhex(normalize_bytes32(channel_id)[2:]), cumulative_amount, _sig(signature)],
-        )
+        data = _voucher_call("settle", channel_id, cumulative_amount, signature)
         return await self.chain.sign_call(wallet, self.address, data, context="settle")
 
     async def sign_close(
         self, wallet: Wallet, channel_id: str, cumulative_amount: int, signature: str
     ) -> SignedTransaction:
         """Sign ``close`` with the payer's final voucher."""
-        data = _SEL["close"] + abi_encode(
-            ["bytes32", "uint128", "bytes"],
-            [bytes.fromhex(normalize_bytes32(channel_id)[2:]), cumulative_amount, _sig(signature)],
-        )
+        data = encode_close(channel_id, cumulative_amount, signature)
         return await self.chain.sign_call(wallet, self.address, data, context="close")
 
     # -- receipts ----------------------------------------------------------------
@@ -435,6 +429,18 @@ def encode_open(payee: str, token: str, deposit: int, salt: str, authorized_sign
             bytes.fromhex(normalize_bytes32(salt)[2:]),
             checksum_address(authorized_signer),
         ],
+    )
+
+
+def encode_close(channel_id: str, cumulative_amount: int, signature: str) -> bytes:
+    """Calldata of ``close(channelId, cumulativeAmount, signature)`` (the payee's close)."""
+    return _voucher_call("close", channel_id, cumulative_amount, signature)
+
+
+def _voucher_call(name: str, channel_id: str, cumulative_amount: int, signature: str) -> bytes:
+    return _SEL[name] + abi_encode(
+        ["bytes32", "uint128", "bytes"],
+        [bytes.fromhex(normalize_bytes32(channel_id)[2:]), cumulative_amount, _sig(signature)],
     )
 
 
