@@ -15,8 +15,10 @@ two things that need the transaction envelope or node internals:
   ``0x76`` request (one with ``calls``) without running the calls. The front runs
   them with ``eth_simulateV1`` instead: ``eth_call`` returns the last call's result
   (or its revert), ``eth_estimateGas`` the larger of anvil's flat figure and the
-  simulated gas plus overhead. Simulations of an ``open`` get the pending slot
-  filled by a state override, as the real reserve needs no such slot.
+  simulated gas plus overhead. ``eth_fillTransaction`` (what viem's
+  ``prepareTransactionRequest`` calls on a Tempo chain, so the reference SDK's own
+  opens) gets the same estimate as its ``gas``. Simulations of an ``open`` get the
+  pending slot filled by a state override, as the real reserve needs no such slot.
 
 Only what these need is parsed; everything else is passed through byte for byte.
 """
@@ -153,6 +155,8 @@ class RpcFront:
                 return await self._forward(message)
         if method in ("eth_call", "eth_estimateGas") and params and _calls_of(params[0]):
             return await self._simulate(message, str(method), params)
+        if method == "eth_fillTransaction" and params and _calls_of(params[0]):
+            return await self._fill(message, params)
         if method == "eth_simulateV1" and params:
             message = {**message, "params": [_with_open_override(params[0]), *params[1:]]}
         return await self._forward(message)
@@ -215,6 +219,19 @@ class RpcFront:
         anvil = int(str(flat.get("result", "0x0")), 16) if "result" in flat else 0
         reply["result"] = hex(max(anvil, (needed + _OVERHEAD_GAS) * 5 // 4))
         return reply
+
+    async def _fill(self, message: Mapping[str, Any], params: list[Any]) -> Any:
+        """anvil's fill, with the gas of the calls themselves (its own is the flat figure)."""
+        filled = await self._forward(message)
+        tx = (filled.get("result") or {}).get("tx")
+        if not isinstance(tx, dict):
+            return filled
+        estimate_message = {**message, "method": "eth_estimateGas", "params": [params[0]]}
+        estimate = await self._simulate(estimate_message, "eth_estimateGas", [params[0]])
+        if "error" in estimate:
+            return {"jsonrpc": "2.0", "id": message.get("id"), "error": estimate["error"]}
+        tx["gas"] = hex(max(int(str(tx.get("gas") or "0x0"), 16), int(estimate["result"], 16)))
+        return filled
 
 
 def _decode(raw: str) -> SignedTempoTransaction | None:

@@ -1,11 +1,10 @@
 """The reference SDK's v1 session client (mppx 0.11.0) pays our server on the Tempo devchain.
 
-The Node driver (``node/sdk_v1_session.mjs``) opens a channel with one ``0x76``,
-answers at least five need-voucher rounds on an SSE stream, interrupts the
-stream, and closes for the last ``acceptedCumulative`` it saw (above ``spent``).
-Here the chain must show the settlement the server's books and the delivered
-tokens imply. What the driver does that the SDK's auto mode would do itself,
-and why, is in its header and the README ("The reference SDK against our server").
+The Node driver (``node/sdk_v1_session.mjs``) lets the SDK open a channel its own
+automatic way (one ``0x76``), answers at least five need-voucher rounds on an SSE
+stream, interrupts the stream, and closes for the last ``acceptedCumulative`` it saw
+(above ``spent``). Here the chain must show the settlement the server's books and the
+delivered tokens imply.
 """
 
 from __future__ import annotations
@@ -76,7 +75,6 @@ async def test_sdk_session_client_pays_our_server_to_an_on_chain_settlement(
             "deposit": str(1_000_000),
             "tokens": 400,
             "interruptAfterRounds": 6,
-            "gas": 2_000_000,
         }
     )
     assert result["rounds"] >= 5

@@ -2,28 +2,27 @@
 // the Tempo devchain: open, need-voucher rounds on an SSE stream, an interrupted stream,
 // then a cooperative close for the last acceptedCumulative seen.
 //
-// Credentials come from the SDK's v1 session method (`sessionLegacy`) in its documented
-// manual mode (`createCredential(response, { action, ... })`), with our escrow pinned as
-// trusted (`escrowContract`). One thing is not the SDK's own: its auto-open takes the gas
-// limit from eth_estimateGas, which anvil's Tempo mode answers with a flat figure too small
-// for approve + open (see the README), so the open transaction -- the same calls, fee
-// token and expiring nonce the SDK builds -- is prepared with viem and an explicit gas
-// limit, and handed to the SDK's manual `open` action, which signs the initial voucher.
+// Credentials come from the SDK's v1 session method (`sessionLegacy`), with our escrow
+// pinned as trusted (`escrowContract`): the open is the SDK's automatic one
+// (`createCredential(challenge)` builds approve + open in one 0x76, its gas from viem's
+// `eth_fillTransaction`, which the devchain's JSON-RPC front answers by running the calls),
+// the vouchers and the close use its documented manual mode
+// (`createCredential(response, { action, ... })`) so the test controls when to hang up.
 //
-// stdin:  {url, rpcUrl, chainId, privateKey, escrow, deposit, tokens, interruptAfterRounds, gas}
+// stdin:  {url, rpcUrl, chainId, privateKey, escrow, deposit, tokens, interruptAfterRounds}
 // stdout: {channelId, openTx, rounds, delivered, receipts, lastAccepted, close}
-import { signTransaction } from 'viem/actions'
-import { legacySession, prepareOpen, readInput, tempoClient } from './tempo_client.mjs'
-import { Hex } from 'ox'
-import { Challenge, Receipt } from 'mppx'
+import { formatUnits } from 'viem'
+import { readInput, tempoClient } from './tempo_client.mjs'
+import { Challenge, Credential, Receipt } from 'mppx'
 import { Mppx, sessionLegacy } from 'mppx/client'
-
-const Channel = await import(new URL('Channel.js', legacySession).href)
 
 const input = await readInput()
 const { account, client } = tempoClient(input)
 const mppx = Mppx.create({
-  methods: [sessionLegacy({ account, getClient: () => client, escrowContract: input.escrow })],
+  methods: [sessionLegacy({
+    account, getClient: () => client, escrowContract: input.escrow,
+    deposit: formatUnits(BigInt(input.deposit), 6),
+  })],
   polyfill: false,
 })
 const body = (tokens) => JSON.stringify({
@@ -56,26 +55,13 @@ async function head(context) {
 // -- open ---------------------------------------------------------------------------------
 const first = await challenge()
 const request = Challenge.fromResponse(first).request
-const payee = request.recipient
-const currency = request.currency
-const deposit = BigInt(input.deposit)
-const salt = Hex.random(32)
-const channelId = Channel.computeId({
-  authorizedSigner: account.address,
-  chainId: Number(input.chainId),
-  escrowContract: input.escrow,
-  payee,
-  payer: account.address,
-  salt,
-  token: currency,
-})
-const prepared = await prepareOpen(client, account, {
-  escrow: input.escrow, payee, currency, deposit, salt, signer: account.address, gas: BigInt(input.gas),
-})
-const transaction = await signTransaction(client, prepared)
-const receipts = []
-const opened = await head({ action: 'open', channelId, transaction, cumulativeAmountRaw: '0' })
-receipts.push(opened)
+// The SDK's own automatic open (initial voucher: one unit); the server broadcasts it.
+const openCredential = await mppx.createCredential(first)
+const channelId = Credential.deserialize(openCredential).payload.channelId
+const openResponse = await fetch(input.url, { method: 'POST', headers: { authorization: openCredential } })
+if (openResponse.status !== 200) throw new Error(`open refused: ${openResponse.status} ${await openResponse.text()}`)
+const opened = Receipt.fromResponse(openResponse)
+const receipts = [opened]
 
 // -- a stream answered with vouchers, interrupted -------------------------------------------
 let accepted = 0n
