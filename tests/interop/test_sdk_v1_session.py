@@ -10,11 +10,7 @@ and why, is in its header and the README ("The reference SDK against our server"
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,7 +19,7 @@ from mppagent.devserver import RunningServer
 from mppagent.tempo.chain import ChainClient
 from mppagent.tempo.escrow import Escrow
 from mppagent.tempo.hexutil import keccak
-from tests.interop.driver import DRIVERS, ROOT
+from tests.interop.driver import run_node_async
 from tests.support import CHAT, ServerFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -37,25 +33,6 @@ def chain(tempo_chain: DevChain) -> DevChain:
     return tempo_chain
 
 
-async def run_driver(payload: dict[str, Any]) -> dict[str, Any]:
-    """Run the driver without blocking the loop the server runs on."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is required for the interop tests (scripts/setup installs the SDK)")
-    process = await asyncio.create_subprocess_exec(
-        node,
-        str(DRIVERS / "sdk_v1_session.mjs"),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-    )
-    out, err = await asyncio.wait_for(process.communicate(json.dumps(payload).encode()), 120)
-    assert process.returncode == 0, err.decode()[-3000:]
-    result: dict[str, Any] = json.loads(out)
-    return result
-
-
 async def test_sdk_session_client_pays_our_server_to_an_on_chain_settlement(
     chain: DevChain, start_server: ServerFactory, tmp_path: Path
 ) -> None:
@@ -66,7 +43,8 @@ async def test_sdk_session_client_pays_our_server_to_an_on_chain_settlement(
         tokens_per_second=200,  # the driver hangs up before the paid window is streamed
     )
     payer = chain.accounts[2]
-    result = await run_driver(
+    result = await run_node_async(
+        "sdk_v1_session.mjs",
         {
             "url": server.url + CHAT,
             "rpcUrl": chain.rpc_url,
@@ -77,7 +55,7 @@ async def test_sdk_session_client_pays_our_server_to_an_on_chain_settlement(
             "tokens": 400,
             "interruptAfterRounds": 6,
             "gas": 2_000_000,
-        }
+        },
     )
     assert result["rounds"] >= 5
     assert result["delivered"] >= 5 * LOOKAHEAD

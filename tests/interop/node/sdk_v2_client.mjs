@@ -1,0 +1,216 @@
+// The reference SDK (mppx 0.11.0) as a session v2 client: its session manager
+// (`tempo.session.manager`, the auto-driving client) pays a v2 server over SSE on the
+// Tempo devchain. It opens a channel, answers every `payment-need-voucher` event,
+// tops up when the deposit runs out, and closes cooperatively -- all by itself; this
+// driver only calls `sse()` and `close()` with ordinary manager options.
+//
+// To show what the SDK does on the wire, the manager's `fetch` option (an ordinary
+// option: "fetch implementation used for HTTP probes, management posts, and paid
+// retries") is a recorder: it passes every request through unchanged and logs the
+// request (method, body or not, the credential's action and amounts, Payment-Session)
+// and the answer (status, Payment-Receipt, Payment-Session-Snapshot, content type, and
+// for an event stream the payment events in it, read from a tee of the body).
+//
+// stdin:  {rpcUrl, chainId, payerKey, url, body, requests, close,
+//          depositRaw?, topUpAmount?, maxDeposit?, escrow?}
+//         depositRaw: opening deposit in base units (the SDK's `depositRaw` context,
+//         given as the manager's `credentialContext`); topUpAmount / maxDeposit: whole
+//         tokens as decimal strings (manager options); escrow: pin the reserve.
+// stdout: {channelId, descriptor, requests: [{status, messages, receipt}], wire: [...],
+//          vouchers: [{action, cumulativeAmount | additionalDeposit}], needVoucher: [...],
+//          streamReceipts: [...], topUps: [...], close, cumulative, errors}
+import { Challenge, Credential } from 'mppx'
+import { tempo } from 'mppx/client'
+import { Session } from 'mppx/tempo'
+import { keccak256 } from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
+import { devchainClient, readStdin } from './devchain.mjs'
+
+const input = await readStdin()
+const account = privateKeyToAccount(input.payerKey)
+const client = devchainClient(input, account, { pollingInterval: 200 })
+
+const wire = []
+const needVoucher = []
+const streamEvents = []
+const streamReads = []
+
+const manager = tempo.session.manager({
+  account,
+  client,
+  decimals: 6,
+  fetch: recordingFetch,
+  ...(input.escrow ? { escrow: input.escrow } : {}),
+  ...(input.maxDeposit ? { maxDeposit: input.maxDeposit } : {}),
+  ...(input.topUpAmount ? { topUpAmount: input.topUpAmount } : {}),
+  ...(input.depositRaw ? { credentialContext: { depositRaw: String(input.depositRaw) } } : {}),
+})
+
+const report = { requests: [], streamReceipts: [], errors: [] }
+try {
+  for (let i = 0; i < Number(input.requests ?? 1); i++) {
+    const messages = []
+    const stream = await manager.sse(input.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(input.body),
+      onReceipt: (receipt) => report.streamReceipts.push({ request: i, ...receipt }),
+    })
+    for await (const data of stream) messages.push(data)
+    report.requests.push({
+      messages: messages.filter((m) => m !== '[DONE]').length,
+      done: messages.includes('[DONE]'),
+      first: messages[0] ?? null,
+    })
+  }
+} catch (error) {
+  report.errors.push(`stream: ${describe(error)}`)
+}
+// Every tee'd body has been read to its end before the report is written.
+await Promise.allSettled(streamReads)
+report.channelId = manager.channelId ?? null
+report.cumulative = manager.cumulative.toString()
+report.state = manager.state?.status ?? null
+if (input.close !== false && manager.opened) {
+  try {
+    report.close = (await manager.close()) ?? null
+  } catch (error) {
+    report.errors.push(`close: ${describe(error)}`)
+  }
+}
+report.afterClose = manager.state?.status ?? null
+await Promise.allSettled(streamReads)
+report.wire = wire
+report.needVoucher = needVoucher
+report.streamEvents = streamEvents
+report.vouchers = wire.filter((w) => w.credential).map((w) => w.credential)
+report.descriptor = wire.find((w) => w.credential?.descriptor)?.credential.descriptor ?? null
+report.topUps = wire.filter((w) => w.credential?.action === 'topUp')
+process.stdout.write(JSON.stringify(report, (_, v) => (typeof v === 'bigint' ? v.toString() : v)))
+
+// -- the recorder -----------------------------------------------------------------------------
+
+async function recordingFetch(resource, init = {}) {
+  const request = new Request(resource, init)
+  const body = init.body === undefined || init.body === null ? '' : String(init.body)
+  const entry = {
+    index: wire.length,
+    method: request.method,
+    path: new URL(request.url).pathname,
+    hasBody: body.length > 0,
+    accept: request.headers.get('accept'),
+    paymentSession: request.headers.get('payment-session'),
+    credential: readCredential(request.headers.get('authorization')),
+  }
+  wire.push(entry)
+  const response = await fetch(resource, init)
+  entry.status = response.status
+  entry.contentType = response.headers.get('content-type')
+  entry.receipt = decodeHeader(response.headers.get('payment-receipt'))
+  entry.snapshot = readSnapshot(response.headers.get('payment-session-snapshot'))
+  entry.paymentSessionHeader = response.headers.get('payment-session')
+  entry.challenge = response.headers.get('www-authenticate') ? readChallenge(response) : null
+  if (!entry.contentType?.toLowerCase().startsWith('text/event-stream') || !response.body) {
+    return response
+  }
+  // Tee the event stream: the SDK reads one branch, the recorder the other.
+  const [mine, theirs] = response.body.tee()
+  streamReads.push(readEvents(mine, entry.index))
+  return new Response(theirs, {
+    headers: response.headers,
+    status: response.status,
+    statusText: response.statusText,
+  })
+}
+
+async function readEvents(body, request) {
+  const decoder = new TextDecoder()
+  let buffer = ''
+  let messages = 0
+  for await (const chunk of body) {
+    buffer += decoder.decode(chunk, { stream: true }).replace(/\r\n?/g, '\n')
+    let cut
+    while ((cut = buffer.indexOf('\n\n')) >= 0) {
+      const raw = buffer.slice(0, cut)
+      buffer = buffer.slice(cut + 2)
+      const name = /^event: ?(.*)$/m.exec(raw)?.[1] ?? 'message'
+      const data = [...raw.matchAll(/^data: ?(.*)$/gm)].map((m) => m[1]).join('\n')
+      if (name === 'message') {
+        messages += 1
+        continue
+      }
+      const event = { request, event: name, afterMessages: messages, data: parseJson(data) }
+      streamEvents.push(event)
+      if (name === 'payment-need-voucher') needVoucher.push(event)
+    }
+  }
+}
+
+function readCredential(header) {
+  if (!header) return null
+  const scheme = Credential.extractPaymentScheme(header)
+  if (!scheme) return { unparsed: true }
+  const credential = Credential.deserialize(scheme)
+  const { payload } = credential
+  return {
+    action: payload.action,
+    type: payload.type ?? null,
+    channelId: payload.channelId,
+    cumulativeAmount: payload.cumulativeAmount ?? null,
+    additionalDeposit: payload.additionalDeposit ?? null,
+    descriptor: payload.descriptor ?? null,
+    hasSignature: typeof payload.signature === 'string',
+    // The hash of the signed 0x76 the payer handed over (for a sponsored transaction the
+    // server co-signs it, so the hash on chain differs).
+    transactionHash: payload.transaction ? keccak256(payload.transaction) : null,
+    source: credential.source ?? null,
+    challengeId: credential.challenge.id,
+  }
+}
+
+function readChallenge(response) {
+  try {
+    return Challenge.fromResponseList(response).map((c) => ({
+      method: c.method,
+      intent: c.intent,
+      id: c.id,
+      amount: c.request.amount ?? null,
+      suggestedDeposit: c.request.suggestedDeposit ?? null,
+      sessionProtocol: c.request.methodDetails?.sessionProtocol ?? null,
+      feePayer: c.request.methodDetails?.feePayer ?? null,
+      snapshot: c.request.methodDetails?.sessionSnapshot ?? null,
+    }))
+  } catch (error) {
+    return { unparsed: describe(error) }
+  }
+}
+
+function readSnapshot(header) {
+  if (!header) return null
+  try {
+    return Session.deserializeSnapshot(header)
+  } catch (error) {
+    return { unparsed: describe(error) }
+  }
+}
+
+function decodeHeader(value) {
+  if (!value) return null
+  try {
+    return JSON.parse(Buffer.from(value, 'base64url').toString('utf8'))
+  } catch (error) {
+    return { unparsed: describe(error) }
+  }
+}
+
+function parseJson(text) {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return text
+  }
+}
+
+function describe(error) {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+}

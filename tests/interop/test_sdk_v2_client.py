@@ -1,0 +1,339 @@
+"""Interop, direction 1: the reference SDK's v2 session client pays a v2 server.
+
+The Node driver (``node/sdk_v2_client.mjs``) is ``mppx``'s own session manager with
+ordinary options; it streams ``requests`` paid completions over SSE, answering every
+``payment-need-voucher`` event and topping up when the deposit runs out, then closes.
+It reports what it sent and got on the wire; here the wire and the chain must agree
+with what the server delivered: an open on the content request, at least five
+need-voucher rounds, a top-up, receipts whose ``spent`` is the delivered events
+times the price, and a close whose settlement on the reserve pays the payee exactly
+``spent`` and refunds the payer the rest (token balances exact to the unit, fees
+accounted from the fee manager's transfers), with the reserve's state deleted.
+
+Servers are a parameter (:data:`SERVER_KINDS`): today the SDK's own v2 server (the
+baseline). Our reference server joins as one more kind: an async context manager
+``(chain, sponsored, tmp_path) -> PaidServer`` that starts
+``RunningServer(DevServerConfig(..., session protocol v2, fee_token=chain.fee_token,
+fee payer = sponsored))`` on the Tempo chain, yields its URL, payee, price, events per
+request and billing, and stops it; then ``SERVER_KINDS["ours"] = ...`` and two entries
+in :data:`CASES`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mppagent.devchain import DevAccount, DevChain
+from mppagent.tempo.backend import ChannelTerms
+from mppagent.tempo.chain import ChainClient
+from mppagent.tempo.hexutil import keccak
+from mppagent.tempo.v2.backend import V2Backend
+from mppagent.tempo.v2.calls import (
+    decode_channel_closed,
+    decode_channel_opened,
+    decode_channel_state,
+    encode_get_channel_state,
+)
+from mppagent.tempo.v2.channel_id import compute_channel_id
+from mppagent.tempo.v2.constants import RESERVE_ADDRESS
+from mppagent.tempo.v2.descriptor import ChannelDescriptor
+from tests.interop.driver import run_node_async
+from tests.interop.sdk_server import sdk_v2_server
+from tests.support import fresh_block, token_balances
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
+
+REQUESTS = 2  # the second request reuses the channel (a voucher on the content request)
+FEE_MANAGER = "0xfeec000000000000000000000000000000000000"  # Tempo's fee manager precompile
+TRANSFER = "0x" + keccak(b"Transfer(address,address,uint256)").hex()
+
+
+@dataclass(frozen=True)
+class PaidServer:
+    """A running v2 server as the test needs to know it.
+
+    ``billed(events)`` is what the server charges for one request that delivered
+    ``events`` SSE data events (``[DONE]`` excluded); ``client`` holds extra driver
+    options (deposit settings) this server needs so that the deposit runs out.
+    """
+
+    url: str
+    payee: str
+    events: int
+    billed: Callable[[int], int]
+    sponsored: bool
+    body: dict[str, Any] = field(
+        default_factory=lambda: {
+            "model": "mpp-fake-1",
+            "stream": True,
+            "messages": [{"role": "user", "content": "interop"}],
+        }
+    )
+    client: dict[str, Any] = field(default_factory=dict)
+
+
+ServerKind = Callable[[DevChain, bool, Path], AbstractAsyncContextManager[PaidServer]]
+
+SDK_PRICE = 10  # base units per SSE data event ("0.00001" at 6 decimals)
+SDK_EVENTS = 12
+
+
+@asynccontextmanager
+async def sdk_server(chain: DevChain, sponsored: bool, tmp_path: Path) -> AsyncIterator[PaidServer]:
+    """The SDK's own v2 server; it suggests a deposit of ten events, so the client opens
+    with 10 events' worth and tops up by as much each time it runs out (twice here)."""
+    del tmp_path
+    payee = chain.accounts[1]
+    with sdk_v2_server(
+        chain,
+        payee,
+        amount="0.00001",
+        suggested_deposit="0.0001",
+        tokens=SDK_EVENTS,
+        fee_payer=sponsored,
+    ) as url:
+        yield PaidServer(
+            url=url,
+            payee=payee.address,
+            events=SDK_EVENTS,
+            billed=lambda events: events * SDK_PRICE,
+            sponsored=sponsored,
+        )
+
+
+SERVER_KINDS: dict[str, ServerKind] = {"sdk": sdk_server}
+CASES = [("sdk", False), ("sdk", True)]
+
+
+@pytest.fixture(
+    params=CASES, ids=[f"{kind}-{'sponsored' if s else 'payer-fees'}" for kind, s in CASES]
+)
+async def paid_server(
+    tempo_chain: DevChain, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[PaidServer]:
+    kind, sponsored = request.param
+    await fresh_block(tempo_chain)
+    async with SERVER_KINDS[kind](tempo_chain, sponsored, tmp_path) as server:
+        yield server
+
+
+async def test_sdk_v2_client_streams_tops_up_and_closes_to_an_exact_settlement(
+    tempo_chain: DevChain, paid_server: PaidServer
+) -> None:
+    chain = tempo_chain
+    payer: DevAccount = chain.accounts[2]
+    first_block = int(await chain.rpc("eth_blockNumber"), 16) + 1
+    before = await token_balances(chain, payer.address, paid_server.payee)
+    report = await run_node_async(
+        "sdk_v2_client.mjs",
+        {
+            "rpcUrl": chain.rpc_url,
+            "chainId": chain.chain_id,
+            "payerKey": payer.private_key,
+            "url": paid_server.url,
+            "body": paid_server.body,
+            "requests": REQUESTS,
+            "close": True,
+            **paid_server.client,
+        },
+        within=60,
+    )
+    assert report["errors"] == [], _summary(report)
+    wire = report["wire"]
+    channel_id = report["channelId"]
+
+    # -- open: the open credential rides on the first content request, answered by the stream.
+    opens = [w for w in wire if _action(w) == "open"]
+    assert len(opens) == 1, _summary(report)
+    assert opens[0]["hasBody"]
+    assert opens[0]["status"] == 200
+    assert opens[0]["contentType"].startswith("text/event-stream")
+    assert opens[0]["credential"]["type"] == "transaction"
+    assert wire[0]["status"] == 402
+    assert wire[0]["credential"] is None
+    descriptor = ChannelDescriptor.from_wire(report["descriptor"])
+    assert descriptor.payer == payer.address.lower()
+    assert descriptor.payee == paid_server.payee.lower()
+    assert compute_channel_id(descriptor, RESERVE_ADDRESS, chain.chain_id) == channel_id.lower()
+
+    # -- every request streamed all its events; its final receipt event bills exactly them.
+    assert [r["messages"] for r in report["requests"]] == [paid_server.events] * REQUESTS
+    spent = REQUESTS * paid_server.billed(paid_server.events)
+    finals = [e["data"] for e in report["streamEvents"] if e["event"] == "payment-receipt"]
+    assert [int(r["spent"]) for r in finals] == [
+        (i + 1) * paid_server.billed(paid_server.events) for i in range(REQUESTS)
+    ]
+    assert all(r["channelId"] == channel_id for r in finals)
+
+    # -- need-voucher rounds, each answered by one voucher POST without a body.
+    rounds = report["needVoucher"]
+    assert len(rounds) >= 5
+    answers = [w for w in wire if _action(w) == "voucher" and not w["hasBody"]]
+    assert len(answers) == len(rounds)
+    for need, answer in zip(rounds, answers, strict=True):
+        assert int(answer["credential"]["cumulativeAmount"]) >= int(
+            need["data"]["requiredCumulative"]
+        )
+        assert 200 <= answer["status"] < 300
+        assert answer["receipt"] is not None
+        assert answer["receipt"]["acceptedCumulative"] == answer["credential"]["cumulativeAmount"]
+    signed = [int(v["cumulativeAmount"]) for v in report["vouchers"] if v["cumulativeAmount"]]
+    assert signed == sorted(signed)  # cumulative, never going back
+    assert all(v["hasSignature"] for v in report["vouchers"] if v["action"] != "topUp")
+
+    # -- top-ups: at least one, each accepted with a receipt naming its transaction.
+    top_ups = report["topUps"]
+    assert top_ups, _summary(report)
+    client = chain.client()
+    try:
+        for top_up in top_ups:
+            assert not top_up["hasBody"]
+            assert 200 <= top_up["status"] < 300
+            tx = top_up["receipt"]["txHash"]
+            mined = await client.request("eth_getTransactionReceipt", [tx])
+            assert int(mined["status"], 16) == 1
+
+        # -- close: for the last voucher, answered with the settlement transaction.
+        (close,) = [w for w in wire if _action(w) == "close"]
+        assert not close["hasBody"]
+        assert 200 <= close["status"] < 300
+        final = report["close"]
+        assert final is not None
+        assert final["channelId"] == channel_id
+        assert int(final["spent"]) == spent
+        assert final["acceptedCumulative"] == close["credential"]["cumulativeAmount"]
+        assert int(final["acceptedCumulative"]) >= spent
+        assert report["afterClose"] == "closed"
+
+        # -- on chain: opened with the SDK's descriptor, closed paying exactly spent.
+        opened = await _opened(client, channel_id)
+        assert opened.descriptor == descriptor
+        deposits = opened.deposit + sum(int(t["credential"]["additionalDeposit"]) for t in top_ups)
+        closing = await client.request("eth_getTransactionReceipt", [final["txHash"]])
+        assert int(closing["status"], 16) == 1
+        (closed,) = [
+            c
+            for c in (
+                decode_channel_closed(
+                    [bytes.fromhex(t[2:]) for t in log["topics"]], bytes.fromhex(log["data"][2:])
+                )
+                for log in closing["logs"]
+                if log["address"].lower() == RESERVE_ADDRESS.lower()
+            )
+            if c is not None
+        ]
+        assert (closed.paid, closed.refunded) == (spent, deposits - spent)
+        state = decode_channel_state(
+            await client.call(RESERVE_ADDRESS, encode_get_channel_state(channel_id))
+        )
+        assert not state.exists  # the reserve deleted the channel
+        read = await V2Backend(client).read_channel(_terms(chain, descriptor), channel_id)
+        assert read.finalized
+        assert read.settled == spent
+
+        # -- balances, exact: token moved only as deposits, payout, refund and fees.
+        after = await token_balances(chain, payer.address, paid_server.payee)
+        moved = await _transfers(client, chain.token, first_block)
+        payer_fees = _fees(moved, payer.address)
+        payee_fees = _fees(moved, paid_server.payee)
+        assert _sent(moved, payer.address, RESERVE_ADDRESS) == deposits
+        assert _sent(moved, RESERVE_ADDRESS, paid_server.payee) == spent
+        assert _sent(moved, RESERVE_ADDRESS, payer.address) == deposits - spent
+        assert before[0] - after[0] == spent + payer_fees
+        assert after[1] - before[1] == spent - payee_fees
+        if paid_server.sponsored:  # the server paid for the open and the top-ups
+            assert payer_fees == 0
+        else:
+            assert payer_fees > 0
+    finally:
+        await client.close()
+
+
+def _action(entry: dict[str, Any]) -> str | None:
+    credential = entry.get("credential")
+    return None if credential is None else str(credential["action"])
+
+
+def _summary(report: dict[str, Any]) -> str:
+    """The driver's wire log, one line a request, for a failing assertion."""
+    lines = [f"errors: {report.get('errors')}"]
+    for w in report.get("wire", []):
+        credential = w.get("credential") or {}
+        lines.append(
+            f"{w['method']} body={w['hasBody']} {credential.get('action')} "
+            f"{credential.get('cumulativeAmount') or credential.get('additionalDeposit') or ''}"
+            f" -> {w.get('status')} receipt={json.dumps(w.get('receipt'))}"
+        )
+    return "\n".join(lines)
+
+
+def _terms(chain: DevChain, descriptor: ChannelDescriptor) -> ChannelTerms:
+    return ChannelTerms(
+        payer=descriptor.payer,
+        payee=descriptor.payee,
+        token=descriptor.token,
+        escrow=RESERVE_ADDRESS,
+        chain_id=chain.chain_id,
+        salt=descriptor.salt,
+        authorized_signer=descriptor.authorized_signer,
+        operator=descriptor.operator,
+        descriptor=json.dumps(descriptor.to_wire()),
+    )
+
+
+async def _opened(client: ChainClient, channel_id: str) -> Any:
+    """The reserve's ``ChannelOpened`` event for ``channel_id``."""
+    logs = await client.request(
+        "eth_getLogs",
+        [{"address": RESERVE_ADDRESS, "fromBlock": "0x0", "toBlock": "latest"}],
+    )
+    found = [
+        event
+        for event in (
+            decode_channel_opened(
+                [bytes.fromhex(t[2:]) for t in log["topics"]], bytes.fromhex(log["data"][2:])
+            )
+            for log in logs
+        )
+        if event is not None and event.channel_id == channel_id.lower()
+    ]
+    assert len(found) == 1
+    return found[0]
+
+
+async def _transfers(
+    client: ChainClient, token: str, first_block: int
+) -> list[tuple[str, str, int]]:
+    """Every ``token`` transfer since ``first_block``: (from, to, amount), lowercase."""
+    logs = await client.request(
+        "eth_getLogs",
+        [
+            {
+                "address": token,
+                "fromBlock": hex(first_block),
+                "toBlock": "latest",
+                "topics": [TRANSFER],
+            }
+        ],
+    )
+    return [
+        ("0x" + log["topics"][1][-40:], "0x" + log["topics"][2][-40:], int(log["data"], 16))
+        for log in logs
+    ]
+
+
+def _sent(moved: list[tuple[str, str, int]], sender: str, to: str) -> int:
+    """All ``sender`` transferred ``to``."""
+    return sum(a for s, t, a in moved if (s, t) == (sender.lower(), to.lower()))
+
+
+def _fees(moved: list[tuple[str, str, int]], account: str) -> int:
+    """Fees ``account`` paid: what it sent the fee manager, less what came back."""
+    return _sent(moved, account, FEE_MANAGER) - _sent(moved, FEE_MANAGER, account)
