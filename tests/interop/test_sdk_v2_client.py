@@ -10,13 +10,16 @@ times the price, and a close whose settlement on the reserve pays the payee exac
 ``spent`` and refunds the payer the rest (token balances exact to the unit, fees
 accounted from the fee manager's transfers), with the reserve's state deleted.
 
-Servers are a parameter (:data:`SERVER_KINDS`): today the SDK's own v2 server (the
-baseline). Our reference server joins as one more kind: an async context manager
-``(chain, sponsored, tmp_path) -> PaidServer`` that starts
-``RunningServer(DevServerConfig(..., session protocol v2, fee_token=chain.fee_token,
-fee payer = sponsored))`` on the Tempo chain, yields its URL, payee, price, events per
-request and billing, and stops it; then ``SERVER_KINDS["ours"] = ...`` and two entries
-in :data:`CASES`.
+Servers are a parameter (:data:`SERVER_KINDS`, :data:`CASES`): today the SDK's own v2
+server, the baseline. Our reference server joins as one more kind, an async context
+manager ``(chain, sponsored, tmp_path) -> PaidServer`` next to :func:`sdk_server`:
+start ``RunningServer(DevServerConfig(...))`` on ``chain`` with the v2 session protocol,
+``fee_token=chain.fee_token``, ``sponsor_fees=sponsored``, a ``suggested_deposit`` small
+enough to run out within ``REQUESTS`` requests (the SDK opens with the suggested deposit
+and tops up by it) and a ``lookahead_tokens`` small enough for five rounds; yield its
+URL + ``CHAT``, its payee, ``body=chat_body(tokens)``, the data events a request streams
+and ``billed`` (per token: ``tokens * price_per_token``); stop it. Then
+``SERVER_KINDS["ours"] = ...`` and ``("ours", False), ("ours", True)`` in ``CASES``.
 """
 
 from __future__ import annotations
@@ -188,7 +191,7 @@ async def test_sdk_v2_client_streams_tops_up_and_closes_to_an_exact_settlement(
     assert signed == sorted(signed)  # cumulative, never going back
     assert all(v["hasSignature"] for v in report["vouchers"] if v["action"] != "topUp")
 
-    # -- top-ups: at least one, each accepted with a receipt naming its transaction.
+    # -- top-ups: at least one, each accepted with a receipt.
     top_ups = report["topUps"]
     assert top_ups, _summary(report)
     client = chain.client()
@@ -196,9 +199,12 @@ async def test_sdk_v2_client_streams_tops_up_and_closes_to_an_exact_settlement(
         for top_up in top_ups:
             assert not top_up["hasBody"]
             assert 200 <= top_up["status"] < 300
-            tx = top_up["receipt"]["txHash"]
-            mined = await client.request("eth_getTransactionReceipt", [tx])
-            assert int(mined["status"], 16) == 1
+            assert top_up["receipt"] is not None
+            # txHash is optional on a top-up's receipt (the SDK's server sends it); the
+            # deposits below prove the top-ups landed either way.
+            if tx := top_up["receipt"].get("txHash"):
+                mined = await client.request("eth_getTransactionReceipt", [tx])
+                assert int(mined["status"], 16) == 1
 
         # -- close: for the last voucher, answered with the settlement transaction.
         (close,) = [w for w in wire if _action(w) == "close"]
