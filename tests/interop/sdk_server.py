@@ -27,13 +27,16 @@ def sdk_v2_server(
     suggested_deposit: str,
     tokens: int,
     fee_payer: bool,
+    bootstrap: bool = False,
 ) -> Iterator[str]:
     """Run the server on 127.0.0.1 paying ``payee``; yields its chat-completions URL.
 
     ``amount`` and ``suggested_deposit`` are whole tokens as decimal strings (6
     decimals); each paid request streams ``tokens`` SSE events at ``amount`` each.
     ``fee_payer``: the challenge sets ``feePayer`` and the server co-signs opens and
-    top-ups and pays their fees.
+    top-ups and pays their fees. ``bootstrap``: the server answers the SDK's same-route
+    ``HEAD`` recovery (a zero-amount proof of the payer's identity, then 204 with
+    ``Payment-Session`` and ``Payment-Session-Snapshot`` for the payer's last channel).
     """
     config = {
         "rpcUrl": chain.rpc_url,
@@ -45,6 +48,7 @@ def sdk_v2_server(
         "suggestedDeposit": suggested_deposit,
         "tokens": tokens,
         "feePayer": fee_payer,
+        "bootstrap": bootstrap,
     }
     process = subprocess.Popen(
         [node_binary(), str(DRIVERS / "v2_session_server.mjs")],

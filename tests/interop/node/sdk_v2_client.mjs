@@ -11,14 +11,17 @@
 // and the answer (status, Payment-Receipt, Payment-Session-Snapshot, content type, and
 // for an event stream the payment events in it, read from a tee of the body).
 //
-// stdin:  {rpcUrl, chainId, payerKey, url, body, requests, close,
+// stdin:  {rpcUrl, chainId, payerKey, url, body, requests, close, resume?,
 //          depositRaw?, topUpAmount?, maxDeposit?, escrow?}
+//         resume: after `requests`, a second, cold manager with `bootstrap: true`
+//         streams `resume` more requests on the same channel (recovered from the
+//         server's Payment-Session-Snapshot) and is the one that closes;
 //         depositRaw: opening deposit in base units (the SDK's `depositRaw` context,
 //         given as the manager's `credentialContext`); topUpAmount / maxDeposit: whole
 //         tokens as decimal strings (manager options); escrow: pin the reserve.
-// stdout: {channelId, descriptor, requests: [{status, messages, receipt}], wire: [...],
-//          vouchers: [{action, cumulativeAmount | additionalDeposit}], needVoucher: [...],
-//          streamReceipts: [...], topUps: [...], close, cumulative, errors}
+// stdout: {channelId, descriptor, phases, requests: [{phase, messages}], wire: [...],
+//          vouchers: [...credentials with an action], needVoucher: [...], streamEvents,
+//          streamReceipts, topUps: [...wire entries], close, afterClose, cumulative, errors}
 import { Challenge, Credential } from 'mppx'
 import { tempo } from 'mppx/client'
 import { Session } from 'mppx/tempo'
@@ -34,56 +37,86 @@ const wire = []
 const needVoucher = []
 const streamEvents = []
 const streamReads = []
+let phase = 0
 
-const manager = tempo.session.manager({
-  account,
-  client,
-  decimals: 6,
-  fetch: recordingFetch,
-  ...(input.escrow ? { escrow: input.escrow } : {}),
-  ...(input.maxDeposit ? { maxDeposit: input.maxDeposit } : {}),
-  ...(input.topUpAmount ? { topUpAmount: input.topUpAmount } : {}),
-  ...(input.depositRaw ? { credentialContext: { depositRaw: String(input.depositRaw) } } : {}),
-})
-
-const report = { requests: [], streamReceipts: [], errors: [] }
-try {
-  for (let i = 0; i < Number(input.requests ?? 1); i++) {
-    const messages = []
-    const stream = await manager.sse(input.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(input.body),
-      onReceipt: (receipt) => report.streamReceipts.push({ request: i, ...receipt }),
-    })
-    for await (const data of stream) messages.push(data)
-    report.requests.push({
-      messages: messages.filter((m) => m !== '[DONE]').length,
-      done: messages.includes('[DONE]'),
-      first: messages[0] ?? null,
-    })
-  }
-} catch (error) {
-  report.errors.push(`stream: ${describe(error)}`)
+/** A session manager with ordinary options only (`bootstrap`: the same-route HEAD recovery). */
+function createManager(bootstrap) {
+  return tempo.session.manager({
+    account,
+    client,
+    decimals: 6,
+    fetch: recordingFetch,
+    ...(bootstrap ? { bootstrap: true } : {}),
+    ...(input.escrow ? { escrow: input.escrow } : {}),
+    ...(input.maxDeposit ? { maxDeposit: input.maxDeposit } : {}),
+    ...(input.topUpAmount ? { topUpAmount: input.topUpAmount } : {}),
+    ...(input.depositRaw ? { credentialContext: { depositRaw: String(input.depositRaw) } } : {}),
+  })
 }
-// Every tee'd body has been read to its end before the report is written.
-await Promise.allSettled(streamReads)
-report.channelId = manager.channelId ?? null
-report.cumulative = manager.cumulative.toString()
-report.state = manager.state?.status ?? null
-if (input.close !== false && manager.opened) {
+
+/** Stream `count` paid requests on `manager`; false once one failed (recorded in errors). */
+async function stream(manager, count) {
   try {
-    report.close = (await manager.close()) ?? null
+    for (let i = 0; i < count; i++) {
+      const messages = []
+      const request = report.requests.length
+      const events = await manager.sse(input.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(input.body),
+        onReceipt: (receipt) => report.streamReceipts.push({ request, ...receipt }),
+      })
+      for await (const data of events) messages.push(data)
+      report.requests.push({
+        phase,
+        messages: messages.filter((m) => m !== '[DONE]').length,
+        done: messages.includes('[DONE]'),
+        first: messages[0] ?? null,
+      })
+    }
+    return true
+  } catch (error) {
+    report.errors.push(`stream (phase ${phase}): ${describe(error)}`)
+    return false
+  } finally {
+    // Every tee'd body has been read to its end before the manager moves on.
+    await Promise.allSettled(streamReads)
+  }
+}
+
+const report = { requests: [], streamReceipts: [], errors: [], phases: [] }
+const managers = [createManager(false)]
+let ok = await stream(managers[0], Number(input.requests ?? 1))
+// `resume`: a second, cold manager (nothing stored) picks the channel up again through
+// the server's bootstrap, streams `resume` more requests and closes.
+if (ok && input.resume) {
+  phase = 1
+  managers.push(createManager(true))
+  ok = await stream(managers[1], Number(input.resume))
+}
+for (const manager of managers) {
+  report.phases.push({
+    channelId: manager.channelId ?? null,
+    cumulative: manager.cumulative.toString(),
+    state: manager.state?.status ?? null,
+  })
+}
+const last = managers[managers.length - 1]
+report.channelId = last.channelId ?? report.phases[0].channelId
+report.cumulative = last.cumulative.toString()
+if (input.close !== false && last.opened) {
+  try {
+    report.close = (await last.close()) ?? null
   } catch (error) {
     report.errors.push(`close: ${describe(error)}`)
   }
 }
-report.afterClose = manager.state?.status ?? null
+report.afterClose = last.state?.status ?? null
 await Promise.allSettled(streamReads)
 report.wire = wire
 report.needVoucher = needVoucher
 report.streamEvents = streamEvents
-report.vouchers = wire.filter((w) => w.credential).map((w) => w.credential)
+report.vouchers = wire.filter((w) => w.credential?.action).map((w) => w.credential)
 report.descriptor = wire.find((w) => w.credential?.descriptor)?.credential.descriptor ?? null
 report.topUps = wire.filter((w) => w.credential?.action === 'topUp')
 process.stdout.write(JSON.stringify(report, (_, v) => (typeof v === 'bigint' ? v.toString() : v)))
@@ -95,10 +128,12 @@ async function recordingFetch(resource, init = {}) {
   const body = init.body === undefined || init.body === null ? '' : String(init.body)
   const entry = {
     index: wire.length,
+    phase,
     method: request.method,
     path: new URL(request.url).pathname,
     hasBody: body.length > 0,
     accept: request.headers.get('accept'),
+    acceptPayment: request.headers.get('accept-payment'),
     paymentSession: request.headers.get('payment-session'),
     credential: readCredential(request.headers.get('authorization')),
   }
@@ -115,7 +150,7 @@ async function recordingFetch(resource, init = {}) {
   }
   // Tee the event stream: the SDK reads one branch, the recorder the other.
   const [mine, theirs] = response.body.tee()
-  streamReads.push(readEvents(mine, entry.index))
+  streamReads.push(readEvents(mine, entry.index, entry.phase))
   return new Response(theirs, {
     headers: response.headers,
     status: response.status,
@@ -123,7 +158,7 @@ async function recordingFetch(resource, init = {}) {
   })
 }
 
-async function readEvents(body, request) {
+async function readEvents(body, request, entryPhase) {
   const decoder = new TextDecoder()
   let buffer = ''
   let messages = 0
@@ -139,7 +174,7 @@ async function readEvents(body, request) {
         messages += 1
         continue
       }
-      const event = { request, event: name, afterMessages: messages, data: parseJson(data) }
+      const event = { request, phase: entryPhase, event: name, afterMessages: messages, data: parseJson(data) }
       streamEvents.push(event)
       if (name === 'payment-need-voucher') needVoucher.push(event)
     }
@@ -153,7 +188,9 @@ function readCredential(header) {
   const credential = Credential.deserialize(scheme)
   const { payload } = credential
   return {
-    action: payload.action,
+    method: credential.challenge.method,
+    intent: credential.challenge.intent,
+    action: payload.action ?? null,
     type: payload.type ?? null,
     channelId: payload.channelId,
     cumulativeAmount: payload.cumulativeAmount ?? null,
