@@ -12,14 +12,16 @@ accounted from the fee manager's transfers), with the reserve's state deleted.
 
 Servers are a parameter (:data:`SERVER_KINDS`, :data:`CASES`): today the SDK's own v2
 server, the baseline. Our reference server joins as one more kind, an async context
-manager ``(chain, sponsored, tmp_path) -> PaidServer`` next to :func:`sdk_server`:
-start ``RunningServer(DevServerConfig(...))`` on ``chain`` with the v2 session protocol,
-``fee_token=chain.fee_token``, ``sponsor_fees=sponsored``, a ``suggested_deposit`` small
-enough to run out within ``REQUESTS`` requests (the SDK opens with the suggested deposit
-and tops up by it) and a ``lookahead_tokens`` small enough for five rounds; yield its
-URL + ``CHAT``, its payee, ``body=chat_body(tokens)``, the data events a request streams
-and ``billed`` (per token: ``tokens * price_per_token``); stop it. Then
-``SERVER_KINDS["ours"] = ...`` and ``("ours", False), ("ours", True)`` in ``CASES``.
+manager ``(chain, setup, tmp_path) -> PaidServer`` next to :func:`sdk_server`: start
+``RunningServer(DevServerConfig(...))`` on ``chain`` with the v2 session protocol,
+``fee_token=chain.fee_token``, ``sponsor_fees=setup.sponsored``, a ``suggested_deposit``
+small enough to run out within ``REQUESTS`` requests (the SDK opens with the suggested
+deposit and tops up by it) and a ``lookahead_tokens`` small enough for five rounds;
+yield its URL + ``CHAT``, its payee, ``body=chat_body(tokens)``, the data events a
+request streams and ``billed`` (per token: ``tokens * price_per_token``); stop it. Then
+``SERVER_KINDS["ours"] = ...`` and ``("ours", False), ("ours", True)`` in ``CASES``;
+once it offers the ``HEAD`` bootstrap (``setup.bootstrap``), ``"ours"`` in
+``RESUME_CASES`` too.
 """
 
 from __future__ import annotations
