@@ -9,11 +9,7 @@ delivered tokens imply.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,7 +18,7 @@ from mppagent.devserver import RunningServer
 from mppagent.tempo.chain import ChainClient
 from mppagent.tempo.escrow import Escrow
 from mppagent.tempo.hexutil import keccak
-from tests.interop.driver import DRIVERS, ROOT
+from tests.interop.driver import run_node_async
 from tests.support import CHAT, ServerFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -36,25 +32,6 @@ def chain(tempo_chain: DevChain) -> DevChain:
     return tempo_chain
 
 
-async def run_driver(payload: dict[str, Any]) -> dict[str, Any]:
-    """Run the driver without blocking the loop the server runs on."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is required for the interop tests (scripts/setup installs the SDK)")
-    process = await asyncio.create_subprocess_exec(
-        node,
-        str(DRIVERS / "sdk_v1_session.mjs"),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-    )
-    out, err = await asyncio.wait_for(process.communicate(json.dumps(payload).encode()), 120)
-    assert process.returncode == 0, err.decode()[-3000:]
-    result: dict[str, Any] = json.loads(out)
-    return result
-
-
 async def test_sdk_session_client_pays_our_server_to_an_on_chain_settlement(
     chain: DevChain, start_server: ServerFactory, tmp_path: Path
 ) -> None:
@@ -65,7 +42,8 @@ async def test_sdk_session_client_pays_our_server_to_an_on_chain_settlement(
         tokens_per_second=200,  # the driver hangs up before the paid window is streamed
     )
     payer = chain.accounts[2]
-    result = await run_driver(
+    result = await run_node_async(
+        "sdk_v1_session.mjs",
         {
             "url": server.url + CHAT,
             "rpcUrl": chain.rpc_url,
@@ -75,7 +53,7 @@ async def test_sdk_session_client_pays_our_server_to_an_on_chain_settlement(
             "deposit": str(1_000_000),
             "tokens": 400,
             "interruptAfterRounds": 6,
-        }
+        },
     )
     assert result["rounds"] >= 5
     assert result["delivered"] >= 5 * LOOKAHEAD

@@ -10,8 +10,6 @@ or the receipt checks disliked would raise ``ServerMisbehaviour`` and fail the t
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from mppagent import Agent, ChannelStatus, PaymentEvent, SpendPolicy, SqliteChan
 from mppagent.devchain import DevChain
 from mppagent.session.store import OperationKind
 from mppagent.tempo.v2.constants import RESERVE_ADDRESS
-from tests.interop.driver import DRIVERS, ROOT
+from tests.interop.sdk_server import sdk_v2_server
 from tests.support import fresh_block, token_balances
 
 PRICE = 10  # base units per SSE data event ("0.00001" at 6 decimals)
@@ -36,44 +34,15 @@ def sdk_server(tempo_chain: DevChain, request: pytest.FixtureRequest) -> Iterato
     ``server-sponsors``: the challenge sets ``feePayer`` and the server co-signs the
     open the agent hands over (the ``0x78`` form) and pays its fee.
     """
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is required for the interop tests (scripts/setup installs the SDK)")
-    payee = tempo_chain.accounts[1]
-    config = {
-        "rpcUrl": tempo_chain.rpc_url,
-        "chainId": tempo_chain.chain_id,
-        "payeeKey": payee.private_key,
-        "currency": tempo_chain.token,
-        "escrow": RESERVE_ADDRESS,
-        "amount": "0.00001",
-        "suggestedDeposit": "0.01",
-        "tokens": TOKENS,
-        "feePayer": request.param,
-    }
-    process = subprocess.Popen(
-        [node, str(DRIVERS / "v2_session_server.mjs")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-    )
-    try:
-        assert process.stdin is not None
-        assert process.stdout is not None
-        process.stdin.write(json.dumps(config).encode())
-        process.stdin.close()
-        line = process.stdout.readline()
-        if not line:
-            pytest.fail(f"the SDK server did not start: {process.stderr.read().decode()[-2000:]}")
-        yield str(json.loads(line)["url"]), bool(request.param)
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    with sdk_v2_server(
+        tempo_chain,
+        tempo_chain.accounts[1],
+        amount="0.00001",
+        suggested_deposit="0.01",
+        tokens=TOKENS,
+        fee_payer=request.param,
+    ) as url:
+        yield url, bool(request.param)
 
 
 async def test_agent_streams_from_the_sdk_v2_server_and_closes(

@@ -4,12 +4,15 @@
 // RPC, the canonical reserve, the currency as fee token.
 //
 // stdin:  {rpcUrl, chainId, payeeKey, currency, escrow, amount, suggestedDeposit, tokens,
-//          feePayer}  (feePayer: the payee co-signs and pays the fees of opens/top-ups)
+//          feePayer, bootstrap}  (feePayer: the payee co-signs and pays the fees of
+//          opens/top-ups; bootstrap: the SDK's same-route HEAD recovery, with a
+//          `resolveChannelId` that maps a payer's proven DID to the last channel it paid on)
 //         (amount and suggestedDeposit as decimal strings in whole tokens, 6 decimals)
 // stdout: one JSON line {url} once listening; then one JSON line per settlement.
 // Each paid GET/POST streams `tokens` SSE data events (fake completion chunks),
 // charging one `amount` per event; management requests answer 204 with a receipt.
 import * as nodeHttp from 'node:http'
+import { Credential } from 'mppx'
 import { Mppx, Request as MppxRequest, Store, tempo } from 'mppx/server'
 import { privateKeyToAccount } from 'viem/accounts'
 import { devchainClient, readStdin } from './devchain.mjs'
@@ -17,6 +20,9 @@ import { devchainClient, readStdin } from './devchain.mjs'
 const input = await readStdin()
 const account = privateKeyToAccount(input.payeeKey)
 const client = devchainClient(input, account, { pollingInterval: 200 })
+
+// Payer DID (the credential's `source`) -> the channel it last paid on, for bootstrap.
+const channels = new Map()
 
 const mppx = Mppx.create({
   secretKey: 'mppagent-interop-secret-key-at-least-32-bytes',
@@ -32,6 +38,9 @@ const mppx = Mppx.create({
       store: Store.memory(),
       sse: true,
       ...(input.feePayer ? { feePayer: true } : {}),
+      ...(input.bootstrap
+        ? { bootstrap: true, resolveChannelId: ({ source }) => (source ? channels.get(source.toLowerCase()) : undefined) }
+        : {}),
       onSessionSettlement: (context) => {
         process.stdout.write(JSON.stringify({ settlement: String(context?.txHash ?? '') }) + '\n')
       },
@@ -48,6 +57,7 @@ async function handler(request) {
     unitType: 'token',
   })(request)
   if (result.status === 402) return result.challenge
+  remember(request)
   if (request.method === 'HEAD' || (request.method === 'POST' && !(await hasBody(request)))) {
     return result.withReceipt(new Response(null, { status: 204 }))
   }
@@ -57,6 +67,16 @@ async function handler(request) {
       yield JSON.stringify({ object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: word } }] })
     }
   })
+}
+
+function remember(request) {
+  const header = request.headers.get('authorization')
+  const scheme = header && Credential.extractPaymentScheme(header)
+  if (!scheme) return
+  const credential = Credential.deserialize(scheme)
+  if (credential.source && credential.payload?.channelId) {
+    channels.set(credential.source.toLowerCase(), credential.payload.channelId)
+  }
 }
 
 async function hasBody(request) {
