@@ -32,7 +32,7 @@ from mppagent.tempo.backend import SessionBackend
 from mppagent.tempo.chain import ChainClient, Wallet
 from mppagent.tempo.escrow import Escrow
 from mppagent.tempo.hexutil import normalize_address
-from mppagent.tempo.schemas import OpenPayload, TopUpPayload, VoucherPayload
+from mppagent.tempo.schemas import MethodDetails, OpenPayload, TopUpPayload, VoucherPayload
 from mppagent.tempo.v1 import V1Backend
 
 __all__ = [
@@ -170,10 +170,10 @@ class ChannelManager:
         return await self.funding.settle_open(record, op, reason)
 
     async def top_up_payload(
-        self, record: ChannelRecord, amount: int
+        self, record: ChannelRecord, amount: int, details: MethodDetails | None = None
     ) -> tuple[TopUpPayload, Operation]:
-        """Sign and record ``topUp``."""
-        return await self.funding.top_up_payload(record, amount)
+        """Sign and record ``topUp``, paying its fee as ``details`` (the challenge's) ask."""
+        return await self.funding.top_up_payload(record, amount, details)
 
     async def confirm_top_up(self, record: ChannelRecord, op: Operation) -> ChannelRecord:
         """Confirm an accepted ``topUp`` on chain."""

@@ -222,7 +222,7 @@ async def deliver_top_up(
     check: ReceiptCheck | None,
 ) -> ChannelRecord:
     """Sign ``topUp``, hand it to the server, and confirm the new deposit on chain."""
-    payload, op = await t.manager.top_up_payload(record, amount)
+    payload, op = await t.manager.top_up_payload(record, amount, offer.request.method_details)
     await deliver(t, url, offer, payload, check)
     failpoints.hit("topup.sent")
     record = await t.manager.confirm_top_up(record, op)

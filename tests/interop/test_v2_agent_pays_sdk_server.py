@@ -20,13 +20,15 @@ import pytest
 from mppagent import Agent, ChannelStatus, PaymentEvent, SpendPolicy, SqliteChannelStore
 from mppagent.devchain import DevChain
 from mppagent.session.store import OperationKind
+from mppagent.tempo.hexutil import checksum_address
 from mppagent.tempo.v2.constants import RESERVE_ADDRESS
 from tests.interop.driver import DRIVERS, ROOT
-from tests.support import fresh_block, token_balances
+from tests.support import fee_transfers, fresh_block, token_balances
 
 PRICE = 10  # base units per SSE data event ("0.00001" at 6 decimals)
 TOKENS = 60
 LOOKAHEAD = 3
+SMALL_DEPOSIT = 200  # 20 events' worth: a 60-event stream needs at least two top-ups
 
 
 @pytest.fixture(params=[False, True], ids=["payer-pays-fees", "server-sponsors"])
@@ -131,4 +133,69 @@ async def test_agent_streams_from_the_sdk_v2_server_and_closes(
         else:  # the payer paid the open's fee (pathUSD is the fee token too)
             assert balance_before - balance_after > TOKENS * PRICE
     finally:
+        await agent.aclose()
+
+
+async def test_top_ups_pay_their_fee_as_the_challenge_asks(
+    tempo_chain: DevChain, sdk_server: tuple[str, bool], tmp_path: Path
+) -> None:
+    """Open and every top-up pay their fee as the challenge says: payer, or server-sponsored.
+
+    Who paid is read from each transaction's own fee transfer on chain (the
+    reserve's logs for the channel name the transactions), and the payer's
+    balance must fall by exactly the deposit plus the fees it paid itself.
+    """
+    url, sponsored = sdk_server
+    payer = tempo_chain.accounts[0]
+    payee = tempo_chain.accounts[1]
+    await fresh_block(tempo_chain)
+    events: list[PaymentEvent] = []
+    agent = Agent(
+        private_key=payer.private_key,
+        rpc_url=tempo_chain.rpc_url,
+        policy=SpendPolicy(
+            max_price={"token": PRICE}, lookahead_units=LOOKAHEAD, default_deposit=SMALL_DEPOSIT
+        ),
+        store=SqliteChannelStore(tmp_path / "agent.db"),
+        observer=events.append,
+    )
+    (balance_before,) = await token_balances(tempo_chain, payer.address)
+    client = tempo_chain.client()
+    try:
+        body = {"model": "fake", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        data = [e.data async for e in agent.stream("POST", url, json=body)]
+        assert len(data) == TOKENS
+        (record,) = agent.channels.list()
+        assert record.spent == TOKENS * PRICE
+        top_ups = [e for e in events if e.kind == "top_up"]
+        assert len(top_ups) >= 2
+        assert record.deposit == SMALL_DEPOSIT + sum(e.amount for e in top_ups)
+
+        logs = await client.request(
+            "eth_getLogs",
+            [
+                {
+                    "address": checksum_address(RESERVE_ADDRESS),
+                    "topics": [None, record.channel_id],
+                    "fromBlock": "0x0",
+                    "toBlock": "latest",
+                }
+            ],
+        )
+        hashes = list(dict.fromkeys(str(log["transactionHash"]) for log in logs))
+        assert len(hashes) == 1 + len(top_ups)  # the open, then each top-up
+        fee_payer = (payee if sponsored else payer).address.lower()
+        payer_fees = 0
+        for tx_hash in hashes:
+            receipt = await client.get_receipt(tx_hash)
+            assert receipt is not None
+            paid = fee_transfers(receipt)
+            assert list(paid) == [fee_payer], (tx_hash, paid)
+            assert paid[fee_payer] > 0
+            payer_fees += paid.get(payer.address.lower(), 0)
+        (balance_after,) = await token_balances(tempo_chain, payer.address)
+        assert balance_before - balance_after == record.deposit + payer_fees
+        assert (payer_fees == 0) == sponsored
+    finally:
+        await client.close()
         await agent.aclose()
