@@ -66,7 +66,9 @@ class Agent:
     ``delegate_signer=True`` opens channels whose vouchers are signed by a
     fresh per-channel key, so the main key only signs on-chain transactions.
     ``chain_timeout`` bounds each JSON-RPC call (an unresponsive node surfaces as
-    ``ChainUnavailable`` after that many seconds).
+    ``ChainUnavailable`` after that many seconds). ``bootstrap=False`` never asks a
+    v2 server (``HEAD``) for a snapshot of our channels when the store has none open
+    for its scope; snapshots servers send unasked are still verified and used.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class Agent:
         voucher_deadline: float = 45.0,
         chain_timeout: float = 10.0,
         meter: MeterSpec | None = None,
+        bootstrap: bool = True,
     ) -> None:
         if wallet is None:
             if private_key is None:
@@ -109,6 +112,7 @@ class Agent:
             observer=observer,
             voucher_deadline=voucher_deadline,
             meter_factory=default_meter if meter is None else meter_factory(meter),
+            bootstrap=bootstrap,
         )
         self.http = httpx.AsyncClient(
             transport=self.transport, timeout=httpx.Timeout(timeout, connect=10.0)

@@ -262,6 +262,16 @@ class ChannelStore(Protocol):
     def record_receipt(
         self, channel_id: str, *, accepted: int, spent: int, final: bool = False
     ) -> ChannelRecord: ...
+    def learn_voucher(
+        self,
+        channel_id: str,
+        amount: int,
+        signature: str,
+        *,
+        accepted: int,
+        spent: int,
+        adopt: ChannelRecord | None = None,
+    ) -> ChannelRecord: ...
     def begin_operation(
         self,
         channel_id: str,
@@ -627,6 +637,65 @@ class SqliteChannelStore:
                     **({"acknowledged": max(int(row[1]), spent)} if final else {}),
                 },
             )
+        return self._require(channel_id)
+
+    def learn_voucher(
+        self,
+        channel_id: str,
+        amount: int,
+        signature: str,
+        *,
+        accepted: int,
+        spent: int,
+        adopt: ChannelRecord | None = None,
+    ) -> ChannelRecord:
+        """Remember a voucher of ours that was proven elsewhere (a verified session snapshot).
+
+        The caller has checked that ``signature`` is this channel's signer's for
+        ``amount`` -- a fact, signed by us in a store we lost. In one transaction
+        ``signed`` rises to ``amount`` (never falls: a higher voucher recorded
+        meanwhile is kept), the voucher joins the history and the daily spending
+        (its date is unknown; counting it now errs on the safe side), and
+        ``accepted``/``spent`` rise like a receipt's. ``adopt``: the record of a
+        channel the store did not know, inserted in the same transaction, so it
+        never exists without its voucher. Nothing is signed here.
+        """
+        with self._transaction() as db:
+            if adopt is not None:
+                self._insert(db, adopt)
+            row = db.execute(
+                "SELECT signed, accepted, spent FROM channels WHERE channel_id = ?",
+                (channel_id.lower(),),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"channel {channel_id} is not in the store")
+            signed = int(row[0])
+            changes: dict[str, Any] = {
+                "accepted": max(int(row[1]), accepted),
+                "spent": max(int(row[2]), spent),
+            }
+            if amount > signed:
+                changes.update(signed=amount, signed_signature=signature)
+                now = time.time()
+                db.execute(
+                    "INSERT INTO operations (channel_id, kind, amount, payload, state, detail,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        channel_id.lower(),
+                        str(OperationKind.VOUCHER),
+                        str(amount),
+                        signature,
+                        str(OperationState.CONFIRMED),
+                        "learned from a verified session snapshot",
+                        now,
+                        now,
+                    ),
+                )
+                db.execute(
+                    "INSERT INTO spending (at, channel_id, amount) VALUES (?, ?, ?)",
+                    (now, channel_id.lower(), str(amount - signed)),
+                )
+            self._update(db, channel_id, changes)
         return self._require(channel_id)
 
     # -- operations ------------------------------------------------------------------------
