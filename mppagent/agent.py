@@ -28,7 +28,7 @@ import httpx
 
 from mppagent.errors import ConfigError, NetworkError, PolicyViolation, StoreError
 from mppagent.llm.meters import MeterSpec
-from mppagent.protocol import parse_challenges, parse_problem
+from mppagent.protocol import parse_problem
 from mppagent.session.channels import ChannelManager
 from mppagent.session.closing import CloseResult, ForcedCloseResult
 from mppagent.session.policy import Offer, SpendPolicy, select_offer
@@ -43,6 +43,7 @@ from mppagent.tempo.chain import ChainClient, Wallet
 from mppagent.tempo.schemas import ClosePayload, SessionReceipt
 from mppagent.tempo.v1 import V1Backend
 from mppagent.tempo.v2.backend import V2Backend
+from mppagent.transport.delivery import fresh_challenges
 from mppagent.transport.paying import (
     PAID_STREAM,
     Observer,
@@ -258,18 +259,14 @@ class _HttpCloseSender:
 
     async def offer_for(self, record: ChannelRecord) -> Offer:
         assert record.url is not None
-        inner = self._agent.transport.inner
         try:
-            response = await inner.handle_async_request(httpx.Request("HEAD", record.url))
-            await response.aread()
-            await response.aclose()
-        except httpx.TransportError as exc:
+            challenges = await fresh_challenges(self._agent.transport, record.url)
+        except NetworkError as exc:
             raise NetworkError(
                 f"cannot reach {record.url} to close channel {record.channel_id} "
-                f"({type(exc).__name__}); close it by force instead: request-close now, "
+                f"({exc}); close it by force instead: request-close now, "
                 "then withdraw once the escrow's grace period has passed"
             ) from None
-        challenges = parse_challenges(response.headers.get_list("www-authenticate"))
         offer = select_offer(self._agent.policy, challenges, datetime.now(UTC))
         if scope_of(offer) != record.scope:
             raise PolicyViolation(

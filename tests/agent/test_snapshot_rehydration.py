@@ -300,3 +300,34 @@ async def test_the_transport_refuses_a_bad_snapshot_and_carries_on(
 def _header(wire: dict[str, Any]) -> str:
     """The draft's header form: base64url without padding."""
     return base64.urlsafe_b64encode(json.dumps(wire).encode()).decode().rstrip("=")
+
+
+async def test_a_channel_signed_for_by_a_lost_delegate_key_is_not_adopted(
+    tempo_chain: DevChain, agent: Agent, opened: Opened
+) -> None:
+    """The snapshot is true, but the agent no longer holds the key its vouchers need."""
+    delegate = VoucherSigner.generate()
+    client = tempo_chain.client()
+    try:
+        terms = v2_terms(
+            tempo_chain, opened.payer, opened.payee, authorized_signer=delegate.address.lower()
+        )
+        new = await opened.backend.new_channel(opened.payer.wallet(), terms, DEPOSIT)
+        assert new.plan is not None
+        assert new.descriptor is not None
+        await send_tempo(client, new.plan.main)
+    finally:
+        await client.close()
+    delegated = Opened(
+        tempo_chain,
+        opened.payer,
+        opened.payee,
+        opened.stranger,
+        new.channel_id,
+        ChannelDescriptor.from_wire(json.loads(new.descriptor)),
+        opened.backend,
+    )
+    true = delegated.wire(highestVoucher=delegated.voucher(1_000, delegate.private_key_hex))
+    with pytest.raises(InvalidSnapshot, match="delegate key"):
+        await agent.manager.rehydrate(snapshot_from_wire(true), delegated.offer(), URL)
+    assert agent.store.channels() == []

@@ -13,7 +13,9 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,13 +33,9 @@ LOOKAHEAD = 3
 SMALL_DEPOSIT = 200  # 20 events' worth: a 60-event stream needs at least two top-ups
 
 
-@pytest.fixture(params=[False, True], ids=["payer-pays-fees", "server-sponsors"])
-def sdk_server(tempo_chain: DevChain, request: pytest.FixtureRequest) -> Iterator[tuple[str, bool]]:
-    """The SDK server on 127.0.0.1, paid to the devchain's second account; its URL.
-
-    ``server-sponsors``: the challenge sets ``feePayer`` and the server co-signs the
-    open the agent hands over (the ``0x78`` form) and pays its fee.
-    """
+@contextmanager
+def _sdk_server(tempo_chain: DevChain, **options: Any) -> Iterator[str]:
+    """The SDK server on 127.0.0.1, paid to the devchain's second account; its URL."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is required for the interop tests (scripts/setup installs the SDK)")
@@ -51,7 +49,7 @@ def sdk_server(tempo_chain: DevChain, request: pytest.FixtureRequest) -> Iterato
         "amount": "0.00001",
         "suggestedDeposit": "0.01",
         "tokens": TOKENS,
-        "feePayer": request.param,
+        **options,
     }
     process = subprocess.Popen(
         [node, str(DRIVERS / "v2_session_server.mjs")],
@@ -68,7 +66,7 @@ def sdk_server(tempo_chain: DevChain, request: pytest.FixtureRequest) -> Iterato
         line = process.stdout.readline()
         if not line:
             pytest.fail(f"the SDK server did not start: {process.stderr.read().decode()[-2000:]}")
-        yield str(json.loads(line)["url"]), bool(request.param)
+        yield str(json.loads(line)["url"])
     finally:
         process.terminate()
         try:
@@ -76,6 +74,15 @@ def sdk_server(tempo_chain: DevChain, request: pytest.FixtureRequest) -> Iterato
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+@pytest.fixture(params=[False, True], ids=["payer-pays-fees", "server-sponsors"])
+def sdk_server(tempo_chain: DevChain, request: pytest.FixtureRequest) -> Iterator[tuple[str, bool]]:
+    """The SDK server; ``server-sponsors``: the challenge sets ``feePayer`` and the
+    server co-signs what the agent hands over (the ``0x78`` form) and pays its fee.
+    """
+    with _sdk_server(tempo_chain, feePayer=request.param) as url:
+        yield url, bool(request.param)
 
 
 async def test_agent_streams_from_the_sdk_v2_server_and_closes(
@@ -199,3 +206,65 @@ async def test_top_ups_pay_their_fee_as_the_challenge_asks(
     finally:
         await client.close()
         await agent.aclose()
+
+
+async def test_a_lost_store_is_rehydrated_by_bootstrap_and_a_stale_one_by_its_hint(
+    tempo_chain: DevChain, tmp_path: Path
+) -> None:
+    """The SDK server with its ``bootstrap`` HEAD and a ``resolveChannelId``.
+
+    Agent A opens and streams. Agent B has the same key and an empty store (the
+    store was lost): its HEAD bootstrap proves the payer, gets the channel's
+    snapshot, verifies it on the reserve and pays on the same channel -- no second
+    open. Then A, whose store is now stale (it never saw B's vouchers), sends its
+    ``Payment-Session`` hint; the challenge carries the snapshot, and A learns
+    B's voucher (its own key's) instead of signing below what the server holds.
+    """
+    payer = tempo_chain.accounts[0]
+    await fresh_block(tempo_chain)
+    body = {"model": "fake", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    a_events: list[PaymentEvent] = []
+    b_events: list[PaymentEvent] = []
+
+    def agent(name: str, events: list[PaymentEvent]) -> Agent:
+        return Agent(
+            private_key=payer.private_key,
+            rpc_url=tempo_chain.rpc_url,
+            policy=SpendPolicy(max_price={"token": PRICE}, lookahead_units=LOOKAHEAD),
+            store=SqliteChannelStore(tmp_path / f"{name}.db"),
+            observer=events.append,
+        )
+
+    with _sdk_server(tempo_chain, snapshots=True) as url:
+        a, b = agent("a", a_events), agent("b", b_events)
+        try:
+            assert len([e async for e in a.stream("POST", url, json=body)]) == TOKENS
+            (opened,) = a.channels.list()
+            assert opened.spent == TOKENS * PRICE
+
+            assert len([e async for e in b.stream("POST", url, json=body)]) == TOKENS
+            (adopted,) = b.channels.list()
+            assert adopted.channel_id == opened.channel_id  # the same channel, not a new one
+            assert [e.kind for e in b_events if e.kind.startswith("snapshot")] == ["snapshot"]
+            (learned,) = [e for e in b_events if e.kind == "snapshot"]
+            assert learned.detail["source"] == "bootstrap"
+            assert learned.amount == opened.signed  # A's voucher, proven by its signature
+            assert "open" not in [e.kind for e in b_events]
+            assert adopted.spent == 2 * TOKENS * PRICE
+            assert adopted.deposit == opened.deposit
+
+            stale = a.channels.get(opened.channel_id)
+            assert stale.signed < adopted.signed
+            assert len([e async for e in a.stream("POST", url, json=body)]) == TOKENS
+            hinted = [e for e in a_events if e.kind == "snapshot"]
+            assert [e.detail["source"] for e in hinted] == ["challenge"]
+            assert hinted[0].amount == adopted.signed
+            final = a.channels.get(opened.channel_id)
+            assert final.spent == 3 * TOKENS * PRICE
+            assert [e.kind for e in a_events].count("open") == 1
+
+            result = await a.channels.close(opened.channel_id)
+            assert result.paid == 3 * TOKENS * PRICE
+        finally:
+            await a.aclose()
+            await b.aclose()

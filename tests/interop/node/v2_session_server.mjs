@@ -4,12 +4,16 @@
 // RPC, the canonical reserve, the currency as fee token.
 //
 // stdin:  {rpcUrl, chainId, payeeKey, currency, escrow, amount, suggestedDeposit, tokens,
-//          feePayer}  (feePayer: the payee co-signs and pays the fees of opens/top-ups)
+//          feePayer, snapshots}  (feePayer: the payee co-signs and pays the fees of
+//          opens/top-ups; snapshots: the SDK's `bootstrap` HEAD and a `resolveChannelId`
+//          that finds a payer's channel by the client's `Payment-Session` hint or, on a
+//          bootstrap, by the proven payer, so challenges and bootstraps carry snapshots)
 //         (amount and suggestedDeposit as decimal strings in whole tokens, 6 decimals)
 // stdout: one JSON line {url} once listening; then one JSON line per settlement.
 // Each paid GET/POST streams `tokens` SSE data events (fake completion chunks),
 // charging one `amount` per event; management requests answer 204 with a receipt.
 import * as nodeHttp from 'node:http'
+import { Credential } from 'mppx'
 import { Mppx, Request as MppxRequest, Store, tempo } from 'mppx/server'
 import { privateKeyToAccount } from 'viem/accounts'
 import { devchainClient, readStdin } from './devchain.mjs'
@@ -17,6 +21,22 @@ import { devchainClient, readStdin } from './devchain.mjs'
 const input = await readStdin()
 const account = privateKeyToAccount(input.payeeKey)
 const client = devchainClient(input, account, { pollingInterval: 200 })
+
+// Application-owned channel lookup (the SDK leaves it to the app): payer -> last channel paid.
+const payerChannels = new Map()
+function resolveChannelId({ request, source }) {
+  const hint = request?.headers?.get('payment-session')
+  if (hint) return hint
+  const payer = typeof source === 'string' ? source.split(':').at(-1)?.toLowerCase() : undefined
+  return payer ? payerChannels.get(payer) : undefined
+}
+function rememberChannel(request) {
+  try {
+    const { payload } = Credential.fromRequest(request)
+    if (payload?.descriptor?.payer && payload.channelId)
+      payerChannels.set(payload.descriptor.payer.toLowerCase(), payload.channelId)
+  } catch {}
+}
 
 const mppx = Mppx.create({
   secretKey: 'mppagent-interop-secret-key-at-least-32-bytes',
@@ -32,6 +52,7 @@ const mppx = Mppx.create({
       store: Store.memory(),
       sse: true,
       ...(input.feePayer ? { feePayer: true } : {}),
+      ...(input.snapshots ? { bootstrap: true, resolveChannelId } : {}),
       onSessionSettlement: (context) => {
         process.stdout.write(JSON.stringify({ settlement: String(context?.txHash ?? '') }) + '\n')
       },
@@ -48,6 +69,7 @@ async function handler(request) {
     unitType: 'token',
   })(request)
   if (result.status === 402) return result.challenge
+  if (input.snapshots) rememberChannel(request)
   if (request.method === 'HEAD' || (request.method === 'POST' && !(await hasBody(request)))) {
     return result.withReceipt(new Response(null, { status: 204 }))
   }
