@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,8 +17,10 @@ from mppagent.tempo.channel_id import random_salt
 from mppagent.tempo.escrow import Token
 from mppagent.tempo.hexutil import ZERO_ADDRESS, keccak
 from mppagent.tempo.schemas import SessionReceipt
-from mppagent.tempo.tempo_chain import PATH_USD
+from mppagent.tempo.tempo_chain import PATH_USD, send_tempo
+from mppagent.tempo.v2.backend import V2Backend
 from mppagent.tempo.v2.constants import RESERVE_ADDRESS
+from mppagent.tempo.v2.descriptor import ChannelDescriptor
 
 ServerFactory = Callable[..., Awaitable[RunningServer]]
 AgentFactory = Callable[..., Awaitable[Agent]]
@@ -134,6 +137,23 @@ def v2_terms(chain: DevChain, payer: DevAccount, payee: DevAccount, **changes: A
         "authorized_signer": ZERO_ADDRESS,
     }
     return ChannelTerms(**{**fields, **changes})
+
+
+async def open_v2_channel(
+    chain: DevChain, payer: DevAccount, payee: DevAccount, deposit: int, **changes: Any
+) -> tuple[str, ChannelDescriptor]:
+    """Open a v2 channel on the devchain's local reserve (payer pays); its id and descriptor."""
+    client = chain.client()
+    try:
+        new = await V2Backend(client).new_channel(
+            payer.wallet(), v2_terms(chain, payer, payee, **changes), deposit
+        )
+        assert new.plan is not None
+        assert new.descriptor is not None
+        await send_tempo(client, new.plan.main)
+    finally:
+        await client.close()
+    return new.channel_id, ChannelDescriptor.from_wire(json.loads(new.descriptor))
 
 
 async def fresh_block(chain: DevChain) -> None:

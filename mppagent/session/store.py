@@ -586,31 +586,44 @@ class SqliteChannelStore:
             if check is not None:
                 check(increment, self._spent_since(db, time.time() - 86_400))
             signature = sign(amount)
-            now = time.time()
-            db.execute(
-                "UPDATE channels SET signed = ?, signed_signature = ?, updated_at = ?"
-                " WHERE channel_id = ?",
-                (str(amount), signature, now, channel_id.lower()),
-            )
-            db.execute(
-                "INSERT INTO operations (channel_id, kind, amount, payload, state, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    channel_id.lower(),
-                    str(OperationKind.VOUCHER),
-                    str(amount),
-                    signature,
-                    str(OperationState.CONFIRMED),
-                    now,
-                    now,
-                ),
-            )
-            if increment > 0:
-                db.execute(
-                    "INSERT INTO spending (at, channel_id, amount) VALUES (?, ?, ?)",
-                    (now, channel_id.lower(), str(increment)),
-                )
+            self._record_voucher(db, channel_id, amount, signature, increment)
         return SignedVoucher(channel_id, amount, signature, fresh=True)
+
+    @staticmethod
+    def _record_voucher(
+        db: sqlite3.Connection,
+        channel_id: str,
+        amount: int,
+        signature: str,
+        increment: int,
+        detail: str | None = None,
+    ) -> None:
+        """Make ``amount`` the channel's highest voucher: record, history, daily spending."""
+        now = time.time()
+        db.execute(
+            "UPDATE channels SET signed = ?, signed_signature = ?, updated_at = ?"
+            " WHERE channel_id = ?",
+            (str(amount), signature, now, channel_id.lower()),
+        )
+        db.execute(
+            "INSERT INTO operations (channel_id, kind, amount, payload, state, detail,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                channel_id.lower(),
+                str(OperationKind.VOUCHER),
+                str(amount),
+                signature,
+                str(OperationState.CONFIRMED),
+                detail,
+                now,
+                now,
+            ),
+        )
+        if increment > 0:
+            db.execute(
+                "INSERT INTO spending (at, channel_id, amount) VALUES (?, ?, ?)",
+                (now, channel_id.lower(), str(increment)),
+            )
 
     def record_receipt(
         self, channel_id: str, *, accepted: int, spent: int, final: bool = False
@@ -675,25 +688,13 @@ class SqliteChannelStore:
                 "spent": max(int(row[2]), spent),
             }
             if amount > signed:
-                changes.update(signed=amount, signed_signature=signature)
-                now = time.time()
-                db.execute(
-                    "INSERT INTO operations (channel_id, kind, amount, payload, state, detail,"
-                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        channel_id.lower(),
-                        str(OperationKind.VOUCHER),
-                        str(amount),
-                        signature,
-                        str(OperationState.CONFIRMED),
-                        "learned from a verified session snapshot",
-                        now,
-                        now,
-                    ),
-                )
-                db.execute(
-                    "INSERT INTO spending (at, channel_id, amount) VALUES (?, ?, ?)",
-                    (now, channel_id.lower(), str(amount - signed)),
+                self._record_voucher(
+                    db,
+                    channel_id,
+                    amount,
+                    signature,
+                    amount - signed,
+                    "learned from a verified session snapshot",
                 )
             self._update(db, channel_id, changes)
         return self._require(channel_id)

@@ -91,12 +91,8 @@ class SessionHints:
             await self._apply("challenge", carried, offer, url)
         if header:
             await self._apply("header", header, offer, url)
-        if carried is None and not header and self.bootstrap and self._cold(offer):
+        if carried is None and not header and self.bootstrap:
             await self._bootstrap(offer, url)
-
-    def _cold(self, offer: Offer) -> bool:
-        store = self.t.manager.store
-        return not store.channels(scope_of(offer), [ChannelStatus.OPEN])
 
     async def _apply(self, source: str, value: object, offer: Offer, url: str) -> None:
         """Rehydrate from one snapshot; refuse (log, event) one that does not prove itself."""
@@ -129,13 +125,21 @@ class SessionHints:
             )
 
     async def _bootstrap(self, offer: Offer, url: str) -> None:
-        """``HEAD`` the resource (proving who pays if asked); learn from its snapshot."""
-        key = scope_of(offer).key
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        """``HEAD`` the resource (proving who pays if asked); learn from its snapshot.
+
+        Decided once per scope and process: a scope whose channels the store knew
+        at first sight lost nothing a bootstrap could bring back.
+        """
+        scope = scope_of(offer)
+        if scope.key in self._tried:
+            return
+        lock = self._locks.setdefault(scope.key, asyncio.Lock())
         async with lock:
-            if key in self._tried:
+            if scope.key in self._tried:
                 return
-            self._tried.add(key)
+            self._tried.add(scope.key)
+            if self.t.manager.store.channels(scope, [ChannelStatus.OPEN]):
+                return
             try:
                 header = await self._head(offer, url)
             except (httpx.HTTPError, MppagentError) as exc:

@@ -9,10 +9,11 @@ chain's deposit -- never a server number above our own signature.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,16 +21,22 @@ import pytest
 
 from mppagent import Agent, ChannelStatus, PaymentEvent, SpendPolicy
 from mppagent.devchain import DevAccount, DevChain
+from mppagent.errors import ChainError
 from mppagent.protocol import Challenge
 from mppagent.session.policy import Offer
 from mppagent.session.pool import scope_of
-from mppagent.session.store import ChannelRecord, MemoryChannelStore, OperationKind
-from mppagent.tempo.tempo_chain import send_tempo
+from mppagent.session.store import (
+    ChannelRecord,
+    MemoryChannelStore,
+    OperationKind,
+    OperationState,
+)
+from mppagent.tempo.tempo_chain import send_tempo, sponsor
 from mppagent.tempo.v2 import RESERVE_ADDRESS, ChannelDescriptor
 from mppagent.tempo.v2.backend import V2Backend
 from mppagent.tempo.v2.snapshot import InvalidSnapshot, SessionSnapshot, snapshot_from_wire
 from mppagent.tempo.voucher import VoucherSigner
-from tests.support import fresh_block, v2_terms
+from tests.support import fresh_block, open_v2_channel
 
 DEPOSIT = 50_000
 PRICE = 10
@@ -78,6 +85,25 @@ class Opened:
     def snapshot(self, **changes: Any) -> SessionSnapshot:
         return snapshot_from_wire(self.wire(**changes))
 
+    def record(self, signed: int, **fields: Any) -> ChannelRecord:
+        """Our own (stale) record of the channel, ``signed`` with a real voucher."""
+        return ChannelRecord(
+            **{
+                "channel_id": self.channel_id,
+                "scope": scope_of(self.offer()),
+                "payer": self.payer.address.lower(),
+                "authorized_signer": self.descriptor.authorized_signer,
+                "salt": self.descriptor.salt,
+                "deposit": DEPOSIT,
+                "status": ChannelStatus.OPEN,
+                "signed": signed,
+                "signed_signature": self.voucher(signed)["signature"],
+                "protocol": "v2",
+                "descriptor": json.dumps(self.descriptor.to_wire(), sort_keys=True),
+                **fields,
+            }
+        )
+
     def offer(self, **request_changes: Any) -> Offer:
         request: dict[str, Any] = {
             "amount": str(PRICE),
@@ -107,21 +133,24 @@ def _policy() -> SpendPolicy:
     return SpendPolicy(max_price={"llm_token": PRICE})
 
 
+def _empty_agent(chain: DevChain, account: DevAccount) -> Agent:
+    """An agent of ``account`` whose store holds nothing (it was lost)."""
+    return Agent(
+        private_key=account.private_key,
+        rpc_url=chain.rpc_url,
+        policy=_policy(),
+        store=MemoryChannelStore(),
+    )
+
+
 @pytest.fixture
 async def opened(tempo_chain: DevChain) -> AsyncIterator[Opened]:
     payer, payee, stranger = tempo_chain.accounts[:3]
     await fresh_block(tempo_chain)
+    channel_id, descriptor = await open_v2_channel(tempo_chain, payer, payee, DEPOSIT)
     client = tempo_chain.client()
     try:
-        backend = V2Backend(client)
-        new = await backend.new_channel(
-            payer.wallet(), v2_terms(tempo_chain, payer, payee), DEPOSIT
-        )
-        assert new.plan is not None
-        assert new.descriptor is not None
-        await send_tempo(client, new.plan.main)
-        descriptor = ChannelDescriptor.from_wire(json.loads(new.descriptor))
-        yield Opened(tempo_chain, payer, payee, stranger, new.channel_id, descriptor, backend)
+        yield Opened(tempo_chain, payer, payee, stranger, channel_id, descriptor, V2Backend(client))
     finally:
         await client.close()
 
@@ -129,12 +158,7 @@ async def opened(tempo_chain: DevChain) -> AsyncIterator[Opened]:
 @pytest.fixture
 async def agent(opened: Opened) -> AsyncIterator[Agent]:
     """An agent of the channel's payer whose store lost everything."""
-    agent = Agent(
-        private_key=opened.payer.private_key,
-        rpc_url=opened.chain.rpc_url,
-        policy=_policy(),
-        store=MemoryChannelStore(),
-    )
+    agent = _empty_agent(opened.chain, opened.payer)
     try:
         yield agent
     finally:
@@ -168,22 +192,8 @@ async def test_a_lost_channel_is_adopted_from_a_true_snapshot(opened: Opened, ag
 async def test_a_stale_record_learns_and_never_loses_what_it_knew(
     opened: Opened, agent: Agent
 ) -> None:
-    stale = ChannelRecord(
-        channel_id=opened.channel_id,
-        scope=scope_of(opened.offer()),
-        payer=opened.payer.address.lower(),
-        authorized_signer=opened.descriptor.authorized_signer,
-        salt=opened.descriptor.salt,
-        deposit=DEPOSIT - 1,
-        status=ChannelStatus.OPEN,
-        signed=400,
-        signed_signature=opened.voucher(400)["signature"],
-        accepted=400,
-        spent=800,  # more than the snapshot says: kept
-        protocol="v2",
-        descriptor=json.dumps(opened.descriptor.to_wire(), sort_keys=True),
-    )
-    agent.store.insert(stale)
+    # Spent 800: more than the snapshot says, so kept.
+    agent.store.insert(opened.record(400, deposit=DEPOSIT - 1, accepted=400, spent=800))
     record = await agent.manager.rehydrate(opened.snapshot(), opened.offer(), URL)
     assert record is not None
     assert (record.signed, record.accepted, record.spent, record.deposit) == (
@@ -230,12 +240,7 @@ async def test_a_lie_is_refused_and_changes_nothing(
 
 
 async def test_a_channel_of_another_payer_or_payee_is_refused(opened: Opened, agent: Agent) -> None:
-    stranger_agent = Agent(
-        private_key=opened.stranger.private_key,
-        rpc_url=opened.chain.rpc_url,
-        policy=_policy(),
-        store=MemoryChannelStore(),
-    )
+    stranger_agent = _empty_agent(opened.chain, opened.stranger)
     try:
         with pytest.raises(InvalidSnapshot, match="another payer"):
             await stranger_agent.manager.rehydrate(opened.snapshot(), opened.offer(), URL)
@@ -250,21 +255,7 @@ async def test_a_channel_of_another_payer_or_payee_is_refused(opened: Opened, ag
 
 
 async def test_a_stale_record_is_untouched_by_a_lie(opened: Opened, agent: Agent) -> None:
-    record = agent.store.insert(
-        ChannelRecord(
-            channel_id=opened.channel_id,
-            scope=scope_of(opened.offer()),
-            payer=opened.payer.address.lower(),
-            authorized_signer=opened.descriptor.authorized_signer,
-            salt=opened.descriptor.salt,
-            deposit=DEPOSIT,
-            status=ChannelStatus.OPEN,
-            signed=400,
-            signed_signature=opened.voucher(400)["signature"],
-            protocol="v2",
-            descriptor=json.dumps(opened.descriptor.to_wire(), sort_keys=True),
-        )
-    )
+    record = agent.store.insert(opened.record(400))
     forged = opened.snapshot(highestVoucher=opened.voucher(5_000, opened.stranger.private_key))
     with pytest.raises(InvalidSnapshot):
         await agent.manager.rehydrate(forged, opened.offer(), URL)
@@ -307,27 +298,63 @@ async def test_a_channel_signed_for_by_a_lost_delegate_key_is_not_adopted(
 ) -> None:
     """The snapshot is true, but the agent no longer holds the key its vouchers need."""
     delegate = VoucherSigner.generate()
-    client = tempo_chain.client()
-    try:
-        terms = v2_terms(
-            tempo_chain, opened.payer, opened.payee, authorized_signer=delegate.address.lower()
-        )
-        new = await opened.backend.new_channel(opened.payer.wallet(), terms, DEPOSIT)
-        assert new.plan is not None
-        assert new.descriptor is not None
-        await send_tempo(client, new.plan.main)
-    finally:
-        await client.close()
-    delegated = Opened(
+    channel_id, descriptor = await open_v2_channel(
         tempo_chain,
         opened.payer,
         opened.payee,
-        opened.stranger,
-        new.channel_id,
-        ChannelDescriptor.from_wire(json.loads(new.descriptor)),
-        opened.backend,
+        DEPOSIT,
+        authorized_signer=delegate.address.lower(),
     )
+    delegated = replace(opened, channel_id=channel_id, descriptor=descriptor)
     true = delegated.wire(highestVoucher=delegated.voucher(1_000, delegate.private_key_hex))
     with pytest.raises(InvalidSnapshot, match="delegate key"):
         await agent.manager.rehydrate(snapshot_from_wire(true), delegated.offer(), URL)
     assert agent.store.channels() == []
+
+
+# -- funding a channel the store holds, as the challenge asks -------------------------------
+
+
+async def test_a_sponsored_top_up_is_confirmed_by_its_effect_or_fails_at_expiry(
+    opened: Opened, agent: Agent
+) -> None:
+    """Sponsored bytes are the server's to broadcast: the agent waits for their effect."""
+    record = agent.store.insert(opened.record(0))
+    details = {
+        "escrowContract": RESERVE_ADDRESS,
+        "chainId": opened.chain.chain_id,
+        "sessionProtocol": "v2",
+        "feePayer": True,
+    }
+    sponsored = opened.offer(methodDetails=details).request.method_details
+
+    # Nobody co-signs: at expiry the top-up fails, nothing is re-signed, the deposit stays.
+    payload, op = await agent.manager.top_up_payload(record, 1_000, sponsored)
+    assert payload.transaction.startswith("0x78")  # the hand-over form, for the server
+    waiting = asyncio.create_task(agent.manager.confirm_top_up(record, op))
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    await opened.chain.rpc("evm_increaseTime", [120])
+    await opened.chain.rpc("evm_mine")
+    with pytest.raises(ChainError, match="never broadcast"):
+        await asyncio.wait_for(waiting, 10)
+    (failed,) = agent.store.operations(opened.channel_id, kind=OperationKind.TOP_UP)
+    assert failed.state == OperationState.FAILED
+    assert agent.store.get(opened.channel_id) == record
+
+    # Co-signed and broadcast while the agent waits: confirmed by the deposit it added.
+    await fresh_block(opened.chain)
+    payload, op = await agent.manager.top_up_payload(record, 1_000, sponsored)
+    waiting = asyncio.create_task(agent.manager.confirm_top_up(record, op))
+    await asyncio.sleep(0.3)
+    client = opened.chain.client()
+    try:
+        fee_payer = opened.payee.wallet()
+        await send_tempo(client, sponsor(payload.transaction, fee_payer, opened.chain.token))
+    finally:
+        await client.close()
+    updated = await asyncio.wait_for(waiting, 10)
+    assert updated.deposit == DEPOSIT + 1_000
+    assert agent.store.operations(opened.channel_id, kind=OperationKind.TOP_UP)[-1].state == (
+        OperationState.CONFIRMED
+    )

@@ -85,6 +85,17 @@ def sdk_server(tempo_chain: DevChain, request: pytest.FixtureRequest) -> Iterato
         yield url, bool(request.param)
 
 
+def _agent(chain: DevChain, store: Path, events: list[PaymentEvent], **policy: Any) -> Agent:
+    """The payer's agent with the default meter, its own store, reporting to ``events``."""
+    return Agent(
+        private_key=chain.accounts[0].private_key,
+        rpc_url=chain.rpc_url,
+        policy=SpendPolicy(max_price={"token": PRICE}, lookahead_units=LOOKAHEAD, **policy),
+        store=SqliteChannelStore(store),
+        observer=events.append,
+    )
+
+
 async def test_agent_streams_from_the_sdk_v2_server_and_closes(
     tempo_chain: DevChain, sdk_server: tuple[str, bool], tmp_path: Path
 ) -> None:
@@ -93,13 +104,7 @@ async def test_agent_streams_from_the_sdk_v2_server_and_closes(
     payee = tempo_chain.accounts[1]
     await fresh_block(tempo_chain)
     events: list[PaymentEvent] = []
-    agent = Agent(
-        private_key=payer.private_key,
-        rpc_url=tempo_chain.rpc_url,
-        policy=SpendPolicy(max_price={"token": PRICE}, lookahead_units=LOOKAHEAD),
-        store=SqliteChannelStore(tmp_path / "agent.db"),
-        observer=events.append,
-    )
+    agent = _agent(tempo_chain, tmp_path / "agent.db", events)
     (balance_before,) = await token_balances(tempo_chain, payer.address)
     try:
         body = {"model": "fake", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
@@ -157,15 +162,7 @@ async def test_top_ups_pay_their_fee_as_the_challenge_asks(
     payee = tempo_chain.accounts[1]
     await fresh_block(tempo_chain)
     events: list[PaymentEvent] = []
-    agent = Agent(
-        private_key=payer.private_key,
-        rpc_url=tempo_chain.rpc_url,
-        policy=SpendPolicy(
-            max_price={"token": PRICE}, lookahead_units=LOOKAHEAD, default_deposit=SMALL_DEPOSIT
-        ),
-        store=SqliteChannelStore(tmp_path / "agent.db"),
-        observer=events.append,
-    )
+    agent = _agent(tempo_chain, tmp_path / "agent.db", events, default_deposit=SMALL_DEPOSIT)
     (balance_before,) = await token_balances(tempo_chain, payer.address)
     client = tempo_chain.client()
     try:
@@ -220,23 +217,14 @@ async def test_a_lost_store_is_rehydrated_by_bootstrap_and_a_stale_one_by_its_hi
     ``Payment-Session`` hint; the challenge carries the snapshot, and A learns
     B's voucher (its own key's) instead of signing below what the server holds.
     """
-    payer = tempo_chain.accounts[0]
     await fresh_block(tempo_chain)
     body = {"model": "fake", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     a_events: list[PaymentEvent] = []
     b_events: list[PaymentEvent] = []
 
-    def agent(name: str, events: list[PaymentEvent]) -> Agent:
-        return Agent(
-            private_key=payer.private_key,
-            rpc_url=tempo_chain.rpc_url,
-            policy=SpendPolicy(max_price={"token": PRICE}, lookahead_units=LOOKAHEAD),
-            store=SqliteChannelStore(tmp_path / f"{name}.db"),
-            observer=events.append,
-        )
-
     with _sdk_server(tempo_chain, snapshots=True) as url:
-        a, b = agent("a", a_events), agent("b", b_events)
+        a = _agent(tempo_chain, tmp_path / "a.db", a_events)
+        b = _agent(tempo_chain, tmp_path / "b.db", b_events)
         try:
             assert len([e async for e in a.stream("POST", url, json=body)]) == TOKENS
             (opened,) = a.channels.list()
