@@ -37,7 +37,7 @@ from mppagent.tempo.tempo_chain import (
 )
 from mppagent.tempo.tempotx import EXPIRING_NONCE_KEY, Call, decode_tempo_transaction
 from tests.interop.driver import run_node
-from tests.support import fee_transfers
+from tests.support import fee_transfers as _fee_transfers
 
 pytestmark = pytest.mark.chain
 
@@ -138,7 +138,7 @@ async def test_one_tempo_transaction_approves_and_opens(
     # The fee was paid in pathUSD by the sender, not in the native coin.
     fee = _fee(receipt)
     assert fee > 0
-    assert fee_transfers(receipt) == {payer.address.lower(): fee}
+    assert _fee_transfers(receipt) == {payer.address.lower(): fee}
     assert await token.balance_of(payer.address) in (
         FUNDED - DEPOSIT - fee,
         FUNDED - DEPOSIT - fee - 1,
@@ -215,7 +215,7 @@ async def test_sponsored_open_fee_payer_pays(tempo_chain: DevChain, client: Chai
     fee = _fee(receipt)
     assert fee > 0
     assert sponsor_before - await token.balance_of(sponsor_account.address) == fee
-    assert fee_transfers(receipt) == {sponsor_account.address.lower(): fee}
+    assert _fee_transfers(receipt) == {sponsor_account.address.lower(): fee}
 
 
 async def test_gas_comes_from_simulating_the_calls(
@@ -376,6 +376,6 @@ async def test_decodes_the_sdk_open_and_the_chain_accepts_our_fee_payer_signatur
     assert caught.value.args_decoded[0] == int(handover["gas"])
     receipt = await client.get_receipt(final.hash)
     assert receipt is not None
-    paid = fee_transfers(receipt)
+    paid = _fee_transfers(receipt)
     assert list(paid) == [sponsor_account.address.lower()]
     assert paid[sponsor_account.address.lower()] == _fee(receipt)
