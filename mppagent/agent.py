@@ -28,7 +28,7 @@ import httpx
 
 from mppagent.errors import ConfigError, NetworkError, PolicyViolation, StoreError
 from mppagent.llm.meters import MeterSpec
-from mppagent.protocol import parse_challenges, parse_problem
+from mppagent.protocol import parse_problem
 from mppagent.session.channels import ChannelManager
 from mppagent.session.closing import CloseResult, ForcedCloseResult
 from mppagent.session.policy import Offer, SpendPolicy, select_offer
@@ -43,6 +43,7 @@ from mppagent.tempo.chain import ChainClient, Wallet
 from mppagent.tempo.schemas import ClosePayload, SessionReceipt
 from mppagent.tempo.v1 import V1Backend
 from mppagent.tempo.v2.backend import V2Backend
+from mppagent.transport.delivery import fresh_challenges
 from mppagent.transport.paying import (
     PAID_STREAM,
     Observer,
@@ -66,7 +67,9 @@ class Agent:
     ``delegate_signer=True`` opens channels whose vouchers are signed by a
     fresh per-channel key, so the main key only signs on-chain transactions.
     ``chain_timeout`` bounds each JSON-RPC call (an unresponsive node surfaces as
-    ``ChainUnavailable`` after that many seconds).
+    ``ChainUnavailable`` after that many seconds). ``bootstrap=False`` never asks a
+    v2 server (``HEAD``) for a snapshot of our channels when the store has none open
+    for its scope; snapshots servers send unasked are still verified and used.
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class Agent:
         voucher_deadline: float = 45.0,
         chain_timeout: float = 10.0,
         meter: MeterSpec | None = None,
+        bootstrap: bool = True,
     ) -> None:
         if wallet is None:
             if private_key is None:
@@ -109,6 +113,7 @@ class Agent:
             observer=observer,
             voucher_deadline=voucher_deadline,
             meter_factory=default_meter if meter is None else meter_factory(meter),
+            bootstrap=bootstrap,
         )
         self.http = httpx.AsyncClient(
             transport=self.transport, timeout=httpx.Timeout(timeout, connect=10.0)
@@ -254,18 +259,14 @@ class _HttpCloseSender:
 
     async def offer_for(self, record: ChannelRecord) -> Offer:
         assert record.url is not None
-        inner = self._agent.transport.inner
         try:
-            response = await inner.handle_async_request(httpx.Request("HEAD", record.url))
-            await response.aread()
-            await response.aclose()
-        except httpx.TransportError as exc:
+            challenges = await fresh_challenges(self._agent.transport, record.url)
+        except NetworkError as exc:
             raise NetworkError(
                 f"cannot reach {record.url} to close channel {record.channel_id} "
-                f"({type(exc).__name__}); close it by force instead: request-close now, "
+                f"({exc}); close it by force instead: request-close now, "
                 "then withdraw once the escrow's grace period has passed"
             ) from None
-        challenges = parse_challenges(response.headers.get_list("www-authenticate"))
         offer = select_offer(self._agent.policy, challenges, datetime.now(UTC))
         if scope_of(offer) != record.scope:
             raise PolicyViolation(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,12 +15,18 @@ from mppagent.session.store import ChannelRecord
 from mppagent.tempo.backend import ChannelTerms
 from mppagent.tempo.channel_id import random_salt
 from mppagent.tempo.escrow import Token
-from mppagent.tempo.hexutil import ZERO_ADDRESS
+from mppagent.tempo.hexutil import ZERO_ADDRESS, keccak
 from mppagent.tempo.schemas import SessionReceipt
+from mppagent.tempo.tempo_chain import PATH_USD, send_tempo
+from mppagent.tempo.v2.backend import V2Backend
 from mppagent.tempo.v2.constants import RESERVE_ADDRESS
+from mppagent.tempo.v2.descriptor import ChannelDescriptor
 
 ServerFactory = Callable[..., Awaitable[RunningServer]]
 AgentFactory = Callable[..., Awaitable[Agent]]
+
+FEE_MANAGER = "0xfeec000000000000000000000000000000000000"
+TRANSFER_TOPIC = keccak(b"Transfer(address,address,uint256)")
 
 CHAT = "/v1/chat/completions"
 PRICE = 25
@@ -132,6 +139,23 @@ def v2_terms(chain: DevChain, payer: DevAccount, payee: DevAccount, **changes: A
     return ChannelTerms(**{**fields, **changes})
 
 
+async def open_v2_channel(
+    chain: DevChain, payer: DevAccount, payee: DevAccount, deposit: int, **changes: Any
+) -> tuple[str, ChannelDescriptor]:
+    """Open a v2 channel on the devchain's local reserve (payer pays); its id and descriptor."""
+    client = chain.client()
+    try:
+        new = await V2Backend(client).new_channel(
+            payer.wallet(), v2_terms(chain, payer, payee, **changes), deposit
+        )
+        assert new.plan is not None
+        assert new.descriptor is not None
+        await send_tempo(client, new.plan.main)
+    finally:
+        await client.close()
+    return new.channel_id, ChannelDescriptor.from_wire(json.loads(new.descriptor))
+
+
 async def fresh_block(chain: DevChain) -> None:
     """Mine a block, so chain time (``tempo_chain.chain_now``) is the node's clock again.
 
@@ -140,3 +164,22 @@ async def fresh_block(chain: DevChain) -> None:
     wall clock would expire in the pool before it is mined.
     """
     await chain.rpc("evm_mine")
+
+
+def fee_transfers(receipt: dict[str, Any]) -> dict[str, int]:
+    """Who paid how much pathUSD to the fee manager in this transaction (from its logs).
+
+    The logs, not the receipt's ``feePayer`` field: anvil 1.7.1 reports the sender
+    there even when a fee payer co-signed and paid.
+    """
+    paid: dict[str, int] = {}
+    for log in receipt["logs"]:
+        topics = [bytes(t) for t in log["topics"]]
+        if (
+            str(log["address"]).lower() == PATH_USD
+            and topics[0] == TRANSFER_TOPIC
+            and topics[2][-20:] == bytes.fromhex(FEE_MANAGER[2:])
+        ):
+            payer = "0x" + topics[1][-20:].hex()
+            paid[payer] = paid.get(payer, 0) + int.from_bytes(bytes(log["data"]), "big")
+    return paid

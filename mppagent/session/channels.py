@@ -27,13 +27,15 @@ from mppagent.session.policy import Offer, SpendPolicy
 from mppagent.session.pool import ChannelPool, Checkout, scope_of
 from mppagent.session.recovery import Recovery
 from mppagent.session.signing import sign_voucher
+from mppagent.session.snapshots import Rehydration
 from mppagent.session.store import ChannelRecord, ChannelStore, Operation, Scope, new_owner_id
 from mppagent.tempo.backend import SessionBackend
 from mppagent.tempo.chain import ChainClient, Wallet
 from mppagent.tempo.escrow import Escrow
 from mppagent.tempo.hexutil import normalize_address
-from mppagent.tempo.schemas import OpenPayload, TopUpPayload, VoucherPayload
+from mppagent.tempo.schemas import MethodDetails, OpenPayload, TopUpPayload, VoucherPayload
 from mppagent.tempo.v1 import V1Backend
+from mppagent.tempo.v2.snapshot import SessionSnapshot
 
 __all__ = [
     "ChannelManager",
@@ -77,6 +79,7 @@ class ChannelManager:
         self.pool = ChannelPool(self.ctx, self.recovery)
         self.funding = Funding(self.ctx, self.recovery)
         self.closing = Closing(self.ctx, self.recovery)
+        self.rehydration = Rehydration(self.ctx)
 
     def __repr__(self) -> str:
         return f"ChannelManager(payer={self.payer!r}, store={self.store!r})"
@@ -170,10 +173,10 @@ class ChannelManager:
         return await self.funding.settle_open(record, op, reason)
 
     async def top_up_payload(
-        self, record: ChannelRecord, amount: int
+        self, record: ChannelRecord, amount: int, details: MethodDetails | None = None
     ) -> tuple[TopUpPayload, Operation]:
-        """Sign and record ``topUp``."""
-        return await self.funding.top_up_payload(record, amount)
+        """Sign and record ``topUp``, paying its fee as ``details`` (the challenge's) ask."""
+        return await self.funding.top_up_payload(record, amount, details)
 
     async def confirm_top_up(self, record: ChannelRecord, op: Operation) -> ChannelRecord:
         """Confirm an accepted ``topUp`` on chain."""
@@ -185,6 +188,16 @@ class ChannelManager:
         return self.ctx.backend_for(record).voucher_payload(
             terms_of(record), record.channel_id, voucher.cumulative_amount, voucher.signature
         )
+
+    async def rehydrate(
+        self, snapshot: SessionSnapshot, offer: Offer, url: str
+    ) -> ChannelRecord | None:
+        """Learn from a v2 session snapshot once it proves itself (see :mod:`.snapshots`).
+
+        Raises :class:`~mppagent.tempo.v2.snapshot.InvalidSnapshot`, changing
+        nothing, when it does not.
+        """
+        return await self.rehydration.rehydrate(snapshot, offer, url)
 
     async def reconcile(self, channel_id: str) -> ChannelRecord:
         """Bring one record in line with the chain."""

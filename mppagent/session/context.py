@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mppagent.errors import PolicyViolation, StoreError
 from mppagent.session.policy import SpendPolicy
 from mppagent.session.store import ChannelRecord, ChannelStore, Operation, OperationKind
 from mppagent.tempo.backend import ChannelTerms, SessionBackend
 from mppagent.tempo.chain import ChainClient, SignedTransaction, Wallet
+from mppagent.tempo.schemas import MethodDetails
 from mppagent.tempo.voucher import VoucherSigner
 
-__all__ = ["SessionContext", "terms_of"]
+__all__ = ["SessionContext", "terms_of", "with_fees"]
 
 
 @dataclass
@@ -130,3 +131,17 @@ def terms_of(record: ChannelRecord) -> ChannelTerms:
         authorized_signer=record.authorized_signer,
         descriptor=record.descriptor,
     )
+
+
+def with_fees(terms: ChannelTerms, details: MethodDetails | None) -> ChannelTerms:
+    """``terms`` with the fee settings of the challenge a funding transaction answers.
+
+    Fee settings belong to the challenge, not to the channel: the same channel
+    may be opened under one challenge and topped up under another, and each
+    transaction pays its fee as the challenge it answers asks (``feeToken``,
+    else the channel's token; ``feePayer: true``, the server co-signs). ``None``
+    (no challenge at hand): the payer pays in the channel's token.
+    """
+    if details is None:
+        return replace(terms, fee_token=None, fee_payer=False)
+    return replace(terms, fee_token=details.fee_token, fee_payer=bool(details.fee_payer))

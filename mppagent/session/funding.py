@@ -10,12 +10,11 @@ transaction as the channel change it implies.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
 
 from mppagent import failpoints
 from mppagent.errors import ChainError, PolicyViolation, StoreError
 from mppagent.logging import get_logger
-from mppagent.session.context import SessionContext, terms_of
+from mppagent.session.context import SessionContext, terms_of, with_fees
 from mppagent.session.gate import Authorization
 from mppagent.session.lifecycle import Event
 from mppagent.session.pool import Checkout
@@ -24,7 +23,7 @@ from mppagent.session.signing import sign_voucher
 from mppagent.session.store import ChannelRecord, Operation, OperationKind, OperationState
 from mppagent.tempo.backend import PriorSender
 from mppagent.tempo.chain import ContractReverted, SignedTransaction
-from mppagent.tempo.schemas import OpenPayload, TopUpPayload
+from mppagent.tempo.schemas import MethodDetails, OpenPayload, TopUpPayload
 
 __all__ = ["Funding"]
 
@@ -49,7 +48,7 @@ class Funding:
         """
         ctx = self.ctx
         record = checkout.record
-        terms = replace(terms_of(record), fee_token=checkout.offer.request.method_details.fee_token)
+        terms = with_fees(terms_of(record), checkout.offer.request.method_details)
         await ctx.begin_funding(record.channel_id, record.scope.chain_id)
         try:
             plan = checkout.plan or await ctx.backend_for(record).plan_open(
@@ -122,10 +121,15 @@ class Funding:
         return None
 
     async def top_up_payload(
-        self, record: ChannelRecord, amount: int
+        self, record: ChannelRecord, amount: int, details: MethodDetails | None
     ) -> tuple[TopUpPayload, Operation]:
-        """Approve if needed and sign ``topUp`` (recorded pending before returning)."""
+        """Approve if needed and sign ``topUp`` (recorded pending before returning).
+
+        ``details`` are the ``methodDetails`` of the challenge the top-up answers:
+        its fee is paid as that challenge asks, as the open's was.
+        """
         ctx = self.ctx
+        terms = with_fees(terms_of(record), details)
         if record.deposit + amount > ctx.policy.max_deposit:
             raise PolicyViolation(
                 "max_deposit",
@@ -135,7 +139,7 @@ class Funding:
         await ctx.begin_funding(record.channel_id, record.scope.chain_id)
         try:
             plan = await ctx.backend_for(record).plan_top_up(
-                ctx.wallet, terms_of(record), record.channel_id, amount, self._prior_sender(record)
+                ctx.wallet, terms, record.channel_id, amount, self._prior_sender(record)
             )
         except BaseException:
             ctx.end_funding(record.channel_id)
@@ -143,7 +147,7 @@ class Funding:
         op = ctx.record_tx(record, OperationKind.TOP_UP, amount, plan.main)
         failpoints.hit("topup.recorded")
         payload = ctx.backend_for(record).top_up_payload(
-            terms_of(record), record.channel_id, plan.main, amount
+            terms, record.channel_id, plan.main, amount
         )
         return payload, op
 
@@ -151,7 +155,20 @@ class Funding:
         """After the server accepted ``topUp``: read the new deposit from the chain."""
         self.ctx.end_funding(record.channel_id)
         state = await self.recovery.read(record)
-        if state.deposit < record.deposit + op.amount:
+        expected = record.deposit + op.amount
+        if state.deposit < expected and self.recovery.is_sponsored(op):
+            # The server co-signs and broadcasts sponsored bytes: wait for their effect.
+            landed = await self.recovery.await_sponsored(record, op, expected)
+            if landed is None:
+                self.ctx.store.finish_operation(
+                    op.op_id, OperationState.FAILED, "sponsored top-up expired unbroadcast"
+                )
+                raise ChainError(
+                    f"the server accepted a top-up of channel {record.channel_id} but never "
+                    "broadcast it before it expired; nothing was added"
+                )
+            state = landed
+        elif state.deposit < expected:
             # The server said yes but the chain disagrees: make sure our bytes are mined.
             await self.recovery.rebroadcast(op)
             state = await self.recovery.read(record)

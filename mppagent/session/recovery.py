@@ -10,6 +10,8 @@ are settled by reading the chain.
 
 from __future__ import annotations
 
+import asyncio
+
 from mppagent.errors import ChainError, StoreError
 from mppagent.logging import get_logger
 from mppagent.session.context import SessionContext, terms_of
@@ -229,6 +231,33 @@ class Recovery:
             return None
         tx = OutgoingTempoTransaction.of(signed)
         return tx if tx.valid_before is not None else None
+
+    async def await_sponsored(
+        self, record: ChannelRecord, op: Operation, deposit: int, *, poll: float = 0.5
+    ) -> ChannelState | None:
+        """Wait for a sponsored transaction's effect (``deposit`` reached) until it expires.
+
+        Sponsored bytes are the server's to co-sign and broadcast (under a hash
+        of its own), so they cannot be resent: only the channel shows whether
+        they landed. ``None`` if they expired without the deposit growing --
+        nothing is re-signed here. Bounded by the transaction's ``validBefore``.
+        """
+        expiring = self._expiring(op)
+        if expiring is None or not expiring.awaiting_fee_payer:
+            raise ValueError("not a sponsored transaction with a validity window")
+        while True:
+            state = await self.read(record)
+            if state.deposit >= deposit:
+                return state
+            if await expiry_outcome(self.ctx.chain, expiring) == TxOutcome.EXPIRED:
+                state = await self.read(record)  # it may have landed in the last block
+                return state if state.deposit >= deposit else None
+            await asyncio.sleep(poll)
+
+    def is_sponsored(self, op: Operation) -> bool:
+        """Whether ``op`` recorded sponsored bytes awaiting the server's co-signature."""
+        expiring = self._expiring(op) if op.payload else None
+        return expiring is not None and expiring.awaiting_fee_payer
 
     async def rebroadcast(self, op: Operation) -> None:
         """Send the recorded bytes of ``op`` again and wait for them to be mined.

@@ -262,6 +262,16 @@ class ChannelStore(Protocol):
     def record_receipt(
         self, channel_id: str, *, accepted: int, spent: int, final: bool = False
     ) -> ChannelRecord: ...
+    def learn_voucher(
+        self,
+        channel_id: str,
+        amount: int,
+        signature: str,
+        *,
+        accepted: int,
+        spent: int,
+        adopt: ChannelRecord | None = None,
+    ) -> ChannelRecord: ...
     def begin_operation(
         self,
         channel_id: str,
@@ -576,31 +586,44 @@ class SqliteChannelStore:
             if check is not None:
                 check(increment, self._spent_since(db, time.time() - 86_400))
             signature = sign(amount)
-            now = time.time()
-            db.execute(
-                "UPDATE channels SET signed = ?, signed_signature = ?, updated_at = ?"
-                " WHERE channel_id = ?",
-                (str(amount), signature, now, channel_id.lower()),
-            )
-            db.execute(
-                "INSERT INTO operations (channel_id, kind, amount, payload, state, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    channel_id.lower(),
-                    str(OperationKind.VOUCHER),
-                    str(amount),
-                    signature,
-                    str(OperationState.CONFIRMED),
-                    now,
-                    now,
-                ),
-            )
-            if increment > 0:
-                db.execute(
-                    "INSERT INTO spending (at, channel_id, amount) VALUES (?, ?, ?)",
-                    (now, channel_id.lower(), str(increment)),
-                )
+            self._record_voucher(db, channel_id, amount, signature, increment)
         return SignedVoucher(channel_id, amount, signature, fresh=True)
+
+    @staticmethod
+    def _record_voucher(
+        db: sqlite3.Connection,
+        channel_id: str,
+        amount: int,
+        signature: str,
+        increment: int,
+        detail: str | None = None,
+    ) -> None:
+        """Make ``amount`` the channel's highest voucher: record, history, daily spending."""
+        now = time.time()
+        db.execute(
+            "UPDATE channels SET signed = ?, signed_signature = ?, updated_at = ?"
+            " WHERE channel_id = ?",
+            (str(amount), signature, now, channel_id.lower()),
+        )
+        db.execute(
+            "INSERT INTO operations (channel_id, kind, amount, payload, state, detail,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                channel_id.lower(),
+                str(OperationKind.VOUCHER),
+                str(amount),
+                signature,
+                str(OperationState.CONFIRMED),
+                detail,
+                now,
+                now,
+            ),
+        )
+        if increment > 0:
+            db.execute(
+                "INSERT INTO spending (at, channel_id, amount) VALUES (?, ?, ?)",
+                (now, channel_id.lower(), str(increment)),
+            )
 
     def record_receipt(
         self, channel_id: str, *, accepted: int, spent: int, final: bool = False
@@ -627,6 +650,53 @@ class SqliteChannelStore:
                     **({"acknowledged": max(int(row[1]), spent)} if final else {}),
                 },
             )
+        return self._require(channel_id)
+
+    def learn_voucher(
+        self,
+        channel_id: str,
+        amount: int,
+        signature: str,
+        *,
+        accepted: int,
+        spent: int,
+        adopt: ChannelRecord | None = None,
+    ) -> ChannelRecord:
+        """Remember a voucher of ours that was proven elsewhere (a verified session snapshot).
+
+        The caller has checked that ``signature`` is this channel's signer's for
+        ``amount`` -- a fact, signed by us in a store we lost. In one transaction
+        ``signed`` rises to ``amount`` (never falls: a higher voucher recorded
+        meanwhile is kept), the voucher joins the history and the daily spending
+        (its date is unknown; counting it now errs on the safe side), and
+        ``accepted``/``spent`` rise like a receipt's. ``adopt``: the record of a
+        channel the store did not know, inserted in the same transaction, so it
+        never exists without its voucher. Nothing is signed here.
+        """
+        with self._transaction() as db:
+            if adopt is not None:
+                self._insert(db, adopt)
+            row = db.execute(
+                "SELECT signed, accepted, spent FROM channels WHERE channel_id = ?",
+                (channel_id.lower(),),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"channel {channel_id} is not in the store")
+            signed = int(row[0])
+            changes: dict[str, Any] = {
+                "accepted": max(int(row[1]), accepted),
+                "spent": max(int(row[2]), spent),
+            }
+            if amount > signed:
+                self._record_voucher(
+                    db,
+                    channel_id,
+                    amount,
+                    signature,
+                    amount - signed,
+                    "learned from a verified session snapshot",
+                )
+            self._update(db, channel_id, changes)
         return self._require(channel_id)
 
     # -- operations ------------------------------------------------------------------------

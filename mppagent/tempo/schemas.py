@@ -110,6 +110,7 @@ class MethodDetails(_Wire):
     session_protocol: str | None = Field(None, alias="sessionProtocol")
     operator: Address | None = None
     fee_token: Address | None = Field(None, alias="feeToken")
+    session_snapshot: dict[str, Any] | None = Field(None, alias="sessionSnapshot", repr=False)
 
 
 class SessionRequest(_Wire):

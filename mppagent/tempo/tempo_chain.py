@@ -50,6 +50,7 @@ __all__ = [
     "chain_now",
     "estimate_calls_gas",
     "expiry_outcome",
+    "for_server",
     "outcome",
     "resend_recorded",
     "send_tempo",
@@ -325,6 +326,17 @@ def _sim_calls(sender: str, calls: Sequence[Call]) -> list[dict[str, str]]:
         }
         for c in calls
     ]
+
+
+def for_server(tx: SignedTransaction) -> str:
+    """What a credential carries: the broadcastable bytes, or the ``0x78`` hand-over.
+
+    A sponsored transaction whose fee payer has not signed yet cannot be sent;
+    the server co-signs its hand-over form and broadcasts the result.
+    """
+    if isinstance(tx, OutgoingTempoTransaction) and tx.awaiting_fee_payer and tx.handover:
+        return tx.handover
+    return tx.raw
 
 
 async def outcome(chain: ChainClient, tx: OutgoingTempoTransaction) -> TxOutcome:

@@ -2,8 +2,9 @@
 
 On a Tempo chain an ``open`` or ``topUp`` is ONE Tempo (``0x76``) transaction
 batching an exact ``approve(escrow, amount)`` and the escrow call -- atomic,
-with fees paid in the challenge's ``feeToken`` (else the channel's currency)
-and an expiring nonce, so nothing is left half-done and no nonce counter is
+with fees paid as the challenge it answers asks (``feeToken``, else the
+channel's currency; with ``feePayer`` the server co-signs the hand-over form
+and pays) and an expiring nonce, so nothing is left half-done and no nonce counter is
 involved. On any other EVM chain the allowance comes first: the plan carries
 an exact ``approve`` (never an unlimited one: an escrow can pull no more than
 the deposit we decided on) for the client to send and confirm before the
@@ -39,7 +40,7 @@ from mppagent.tempo.channel_id import compute_channel_id
 from mppagent.tempo.escrow import ChannelState, Escrow, Token
 from mppagent.tempo.hexutil import ZERO_ADDRESS, normalize_address
 from mppagent.tempo.schemas import ClosePayload, OpenPayload, TopUpPayload, VoucherPayload
-from mppagent.tempo.tempo_chain import PATH_USD, TEMPO_CHAIN_IDS
+from mppagent.tempo.tempo_chain import PATH_USD, TEMPO_CHAIN_IDS, for_server
 from mppagent.tempo.voucher import VoucherSigner
 
 __all__ = ["CANONICAL_ESCROWS", "V1Backend"]
@@ -114,7 +115,9 @@ class V1Backend:
         escrow = self.escrow(terms.escrow)
         sign: Callable[..., Awaitable[SignedTransaction]]
         if await self.is_tempo():
-            sign = functools.partial(escrow.sign_open_tempo, fee_token=terms.fee_token)
+            sign = functools.partial(
+                escrow.sign_open_tempo, fee_token=terms.fee_token, sponsored=terms.fee_payer
+            )
         else:
             await self._approve(wallet, terms, deposit, prior)
             sign = escrow.sign_open
@@ -140,7 +143,12 @@ class V1Backend:
         if await self.is_tempo():
             return FundingPlan(
                 main=await self.escrow(terms.escrow).sign_top_up_tempo(
-                    wallet, channel_id, amount, token=terms.token, fee_token=terms.fee_token
+                    wallet,
+                    channel_id,
+                    amount,
+                    token=terms.token,
+                    fee_token=terms.fee_token,
+                    sponsored=terms.fee_payer,
                 )
             )
         await self._approve(wallet, terms, amount, prior)
@@ -174,7 +182,7 @@ class V1Backend:
         signer = terms.authorized_signer
         return OpenPayload(
             channel_id=channel_id,
-            transaction=tx.raw,
+            transaction=for_server(tx),
             authorized_signer=None if signer == ZERO_ADDRESS else signer,
             cumulative_amount=amount,
             signature=sig,
@@ -183,9 +191,11 @@ class V1Backend:
     def top_up_payload(
         self, terms: ChannelTerms, channel_id: str, tx: SignedTransaction, amount: int
     ) -> TopUpPayload:
-        """``topUp`` with the signed transaction."""
+        """``topUp`` with the signed transaction (a sponsored one in its hand-over form)."""
         del terms
-        return TopUpPayload(channel_id=channel_id, transaction=tx.raw, additional_deposit=amount)
+        return TopUpPayload(
+            channel_id=channel_id, transaction=for_server(tx), additional_deposit=amount
+        )
 
     def voucher_payload(
         self, terms: ChannelTerms, channel_id: str, amount: int, sig: str

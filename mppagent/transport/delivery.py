@@ -20,6 +20,7 @@ import httpx
 from mppagent import failpoints
 from mppagent.errors import NetworkError, ServerMisbehaviour
 from mppagent.protocol import (
+    Challenge,
     ChallengeNotFoundProblem,
     Credential,
     InvalidChallengeProblem,
@@ -51,6 +52,7 @@ __all__ = [
     "VoucherDeliveryFailed",
     "deliver",
     "deliver_top_up",
+    "fresh_challenges",
     "header_receipt",
     "int_extra",
     "offer_from",
@@ -156,19 +158,41 @@ async def deliver(
 
 
 async def _refresh_offer(t: PaymentTransport, url: str, current: Offer) -> Offer:
-    """Ask the resource for a fresh challenge (``HEAD`` without credentials)."""
-    try:
-        response = await t.inner.handle_async_request(httpx.Request("HEAD", url))
-        await response.aread()
-        await response.aclose()
-    except httpx.TransportError as exc:
-        raise NetworkError(f"could not reach {url} for a fresh challenge: {exc!r}") from None
-    return offer_from(t, response, current)
+    """A fresh challenge for the same scope and price from the resource itself."""
+    challenges = await fresh_challenges(t, url)
+    return _same_terms(t, challenges, current)
+
+
+async def fresh_challenges(t: PaymentTransport, url: str) -> list[Challenge]:
+    """The resource's session challenges, asked for without credentials.
+
+    ``HEAD`` first (the draft's way); a server whose ``HEAD`` is its v2 bootstrap
+    answers it with a zero-amount ``charge`` instead, so without a session
+    challenge in the answer the same question goes by ``POST`` without a body.
+    """
+    challenges: list[Challenge] = []
+    for method in ("HEAD", "POST"):
+        request = httpx.Request(method, url, headers={"accept-payment": "tempo/session"})
+        try:
+            response = await t.inner.handle_async_request(request)
+            await response.aread()
+            await response.aclose()
+        except httpx.TransportError as exc:
+            raise NetworkError(
+                f"could not reach {url} for a fresh challenge: {type(exc).__name__}"
+            ) from None
+        challenges = parse_challenges(response.headers.get_list("www-authenticate"))
+        if any(c.method == "tempo" and c.intent == "session" for c in challenges):
+            break
+    return challenges
 
 
 def offer_from(t: PaymentTransport, response: httpx.Response, current: Offer) -> Offer:
     """A fresh challenge for the same scope and price (no silent payee or price switch)."""
-    challenges = parse_challenges(response.headers.get_list("www-authenticate"))
+    return _same_terms(t, parse_challenges(response.headers.get_list("www-authenticate")), current)
+
+
+def _same_terms(t: PaymentTransport, challenges: list[Challenge], current: Offer) -> Offer:
     offer = select_offer(t.manager.policy, challenges, _now())
     if scope_of(offer) != scope_of(current):
         raise ServerMisbehaviour(
@@ -222,7 +246,7 @@ async def deliver_top_up(
     check: ReceiptCheck | None,
 ) -> ChannelRecord:
     """Sign ``topUp``, hand it to the server, and confirm the new deposit on chain."""
-    payload, op = await t.manager.top_up_payload(record, amount)
+    payload, op = await t.manager.top_up_payload(record, amount, offer.request.method_details)
     await deliver(t, url, offer, payload, check)
     failpoints.hit("topup.sent")
     record = await t.manager.confirm_top_up(record, op)

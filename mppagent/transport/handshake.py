@@ -48,6 +48,7 @@ from mppagent.session.lifecycle import Event
 from mppagent.session.policy import Offer, select_offer
 from mppagent.session.store import ChannelRecord, ChannelStatus, Operation
 from mppagent.tempo.schemas import OpenPayload, VoucherPayload
+from mppagent.transport.bootstrap import SESSION_HEADER
 from mppagent.transport.delivery import (
     CHALLENGE_PROBLEMS,
     STATUS_RETRYABLE,
@@ -84,8 +85,11 @@ class PaidRequest:
         request: httpx.Request,
         body: bytes,
         challenges: list[Challenge],
+        *,
+        snapshot: str | None = None,
     ) -> None:
         self.t = transport
+        self.snapshot = snapshot
         self.manager = transport.manager
         self.request = request
         self.body = body
@@ -112,6 +116,9 @@ class PaidRequest:
         self.t.emit(
             PaymentEvent("challenge", "", offer.price, detail={"realm": offer.challenge.realm})
         )
+        # A v2 server's snapshot (or, for a cold scope, its HEAD bootstrap) may teach a
+        # store that lost or missed state about our channel, once it proves itself.
+        await self.t.hints.learn(offer, self.url, self.snapshot)
         replaced_gone = False
         delay = 0.1
         try:
@@ -266,8 +273,8 @@ class PaidRequest:
         headers["authorization"] = self._credential_header(offer, payload)
         headers["idempotency-key"] = self.idempotency_key
         if self.open_op is None:
-            # The session draft's hint: which open channel this request pays on.
-            headers["payment-session"] = self.record.channel_id
+            # The hint: which open channel this request pays on (see transport.bootstrap).
+            headers[SESSION_HEADER] = self.record.channel_id
         delay = 0.2
         for attempt in range(3):
             paid = httpx.Request(
@@ -309,6 +316,7 @@ class PaidRequest:
                 self.exchange.handle(DepositChanged(self.record.deposit))
                 self.open_op = None
                 self.t.emit(PaymentEvent("open", self.record.channel_id, self.record.deposit))
+            self.t.hints.paid_through(self.url, self.record.channel_id)
             receipt = header_receipt(response)
             if receipt is not None:
                 self.exchange.handle(ReceiptSeen(receipt))

@@ -20,6 +20,7 @@ from mppagent.llm.meters import Meter, MeterSpec, default_spec, make_meter
 from mppagent.logging import get_logger
 from mppagent.protocol import parse_challenges
 from mppagent.session.channels import ChannelManager
+from mppagent.transport.bootstrap import SESSION_HEADER, SNAPSHOT_HEADER, SessionHints
 from mppagent.transport.delivery import VoucherDeliveryFailed, deliver, header_receipt
 from mppagent.transport.events import (
     PAYMENT_OUTCOME,
@@ -74,6 +75,9 @@ class PaymentTransport(httpx.AsyncBaseTransport):
     ``voucher_deadline`` bounds how long a voucher may take to be delivered --
     well inside the server's ~60 s wait. ``meter_factory`` builds the meter
     for a request from the offer's ``unitType`` and the request body.
+    ``bootstrap``: ask a v2 server for a snapshot of our channels (``HEAD``)
+    when the store has no open channel for its scope (see
+    :mod:`~mppagent.transport.bootstrap`).
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class PaymentTransport(httpx.AsyncBaseTransport):
         max_attempts: int = 4,
         observer: Observer | None = None,
         meter_factory: MeterFactory = default_meter,
+        bootstrap: bool = True,
     ) -> None:
         self.manager = manager
         # Few idle connections: httpcore re-checks every connection against the whole
@@ -100,6 +105,7 @@ class PaymentTransport(httpx.AsyncBaseTransport):
         self.max_attempts = max_attempts
         self.observer = observer
         self.meter_factory = meter_factory
+        self.hints = SessionHints(self, bootstrap=bootstrap)
 
     async def aclose(self) -> None:
         """Close the inner transport."""
@@ -120,12 +126,17 @@ class PaymentTransport(httpx.AsyncBaseTransport):
             return await self.inner.handle_async_request(request)  # the caller pays by hand
         body = await request.aread()
         request.headers.setdefault("accept-payment", "tempo/session")
+        if SESSION_HEADER not in request.headers:
+            hint = self.hints.hint_for(str(request.url))
+            if hint is not None:  # which open channel of ours a v2 server may describe
+                request.headers[SESSION_HEADER] = hint
         response = await self.inner.handle_async_request(request)
         if response.status_code != 402:
             return response
         challenges = parse_challenges(response.headers.get_list("www-authenticate"))
         if not challenges:
             return response  # a 402 that is not ours to answer
+        snapshot = response.headers.get(SNAPSHOT_HEADER)
         await response.aread()
         await response.aclose()
-        return await PaidRequest(self, request, body, challenges.copy()).run()
+        return await PaidRequest(self, request, body, challenges.copy(), snapshot=snapshot).run()

@@ -81,6 +81,40 @@ async def test_open_vouchers_top_up_close_on_tempo(
     assert 0 <= payee_fees < FEE_BOUND
 
 
+async def test_a_sponsoring_server_pays_the_fee_of_the_open_and_every_top_up(
+    chain: DevChain,
+    start_server: ServerFactory,
+    make_agent: AgentFactory,
+    payer: DevAccount,
+) -> None:
+    """``feePayer: true``: every funding is handed over for the server to co-sign.
+
+    The payer's balance falls by exactly what was delivered: no fee for the open,
+    none for the top-ups (before, top-ups always paid their own fee).
+    """
+    server = await start_server(
+        suggested_deposit=60 * PRICE, lookahead_tokens=50, sponsor_fees=True
+    )
+    agent = await make_agent()
+    (payer_before,) = await token_balances(chain, payer.address)
+
+    texts = [e.data async for e in agent.stream("POST", server.url + CHAT, json=chat_body(150))]
+    assert texts[-1] == "[DONE]"
+    (record,) = agent.channels.list()
+    fundings = agent.store.operations(kind=OperationKind.OPEN) + agent.store.operations(
+        kind=OperationKind.TOP_UP
+    )
+    assert len(fundings) >= 2
+    for op in fundings:
+        assert op.state == OperationState.CONFIRMED
+        assert op.payload is not None
+        assert decode_tempo_transaction(op.payload).awaiting_fee_payer
+    result = await agent.channels.close(record.channel_id)
+    assert result.paid == 150 * PRICE
+    (payer_after,) = await token_balances(chain, payer.address)
+    assert payer_before - payer_after == 150 * PRICE
+
+
 async def _crashed_at_open(
     chain: DevChain, start_server: ServerFactory, payer: DevAccount, tmp_path: Path
 ) -> tuple[str, Path]:

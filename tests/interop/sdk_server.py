@@ -28,6 +28,7 @@ def sdk_v2_server(
     tokens: int,
     fee_payer: bool,
     bootstrap: bool = False,
+    hints: bool = False,
 ) -> Iterator[str]:
     """Run the server on 127.0.0.1 paying ``payee``; yields its chat-completions URL.
 
@@ -37,6 +38,8 @@ def sdk_v2_server(
     top-ups and pays their fees. ``bootstrap``: the server answers the SDK's same-route
     ``HEAD`` recovery (a zero-amount proof of the payer's identity, then 204 with
     ``Payment-Session`` and ``Payment-Session-Snapshot`` for the payer's last channel).
+    ``hints`` (implies ``bootstrap``): a request's ``Payment-Session`` hint names the
+    channel too, so the 402 challenge it earns carries that channel's snapshot.
     """
     config = {
         "rpcUrl": chain.rpc_url,
@@ -49,6 +52,7 @@ def sdk_v2_server(
         "tokens": tokens,
         "feePayer": fee_payer,
         "bootstrap": bootstrap,
+        "hints": hints,
     }
     process = subprocess.Popen(
         [node_binary(), str(DRIVERS / "v2_session_server.mjs")],

@@ -23,7 +23,7 @@ from mppagent.tempo.escrow import (
     encode_open,
     encode_transfer,
 )
-from mppagent.tempo.hexutil import ZERO_ADDRESS, keccak
+from mppagent.tempo.hexutil import ZERO_ADDRESS
 from mppagent.tempo.payer_calls import expect_payer_calls
 from mppagent.tempo.tempo_chain import (
     PATH_USD,
@@ -37,11 +37,10 @@ from mppagent.tempo.tempo_chain import (
 )
 from mppagent.tempo.tempotx import EXPIRING_NONCE_KEY, Call, decode_tempo_transaction
 from tests.interop.driver import run_node
+from tests.support import fee_transfers as _fee_transfers
 
 pytestmark = pytest.mark.chain
 
-FEE_MANAGER = "0xfeec000000000000000000000000000000000000"
-TRANSFER_TOPIC = keccak(b"Transfer(address,address,uint256)")
 DEPOSIT = 2_000_000
 FUNDED = 1_000 * 10**6
 
@@ -62,25 +61,6 @@ async def _native(chain: DevChain, address: str) -> int:
 def _fee(receipt: dict[str, Any]) -> int:
     """The fee in pathUSD base units (6 decimals) for gas priced in 18-decimal units."""
     return -(-int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"]) // 10**12)
-
-
-def _fee_transfers(receipt: dict[str, Any]) -> dict[str, int]:
-    """Who paid how much pathUSD to the fee manager in this transaction (from its logs).
-
-    The logs, not the receipt's ``feePayer`` field: anvil 1.7.1 reports the sender
-    there even when a fee payer co-signed and paid.
-    """
-    paid: dict[str, int] = {}
-    for log in receipt["logs"]:
-        topics = [bytes(t) for t in log["topics"]]
-        if (
-            str(log["address"]).lower() == PATH_USD
-            and topics[0] == TRANSFER_TOPIC
-            and topics[2][-20:] == bytes.fromhex(FEE_MANAGER[2:])
-        ):
-            payer = "0x" + topics[1][-20:].hex()
-            paid[payer] = paid.get(payer, 0) + int.from_bytes(bytes(log["data"]), "big")
-    return paid
 
 
 async def test_devchain_in_tempo_mode(tempo_chain: DevChain, client: ChainClient) -> None:

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from mppagent.devchain import DevChain
-from mppagent.tempo.tempo_chain import send_tempo
-from mppagent.tempo.v2 import RESERVE_ADDRESS, ChannelDescriptor
+from mppagent.tempo.v2 import RESERVE_ADDRESS
 from mppagent.tempo.v2.backend import V2Backend
 from mppagent.tempo.v2.snapshot import (
     InvalidSnapshot,
@@ -19,7 +18,7 @@ from mppagent.tempo.v2.snapshot import (
     verify_snapshot_on_chain,
 )
 from mppagent.tempo.voucher import VoucherSigner
-from tests.support import fresh_block, v2_terms
+from tests.support import fresh_block, open_v2_channel
 
 DEPOSIT = 50_000
 
@@ -31,26 +30,20 @@ def _header(data: dict[str, Any]) -> str:
 async def test_a_true_snapshot_passes_and_each_lie_is_caught(tempo_chain: DevChain) -> None:
     payer, payee, stranger = tempo_chain.accounts[:3]
     await fresh_block(tempo_chain)
+    channel_id, descriptor = await open_v2_channel(tempo_chain, payer, payee, DEPOSIT)
     client = tempo_chain.client()
     try:
         backend = V2Backend(client)
-        new = await backend.new_channel(
-            payer.wallet(), v2_terms(tempo_chain, payer, payee), DEPOSIT
-        )
-        assert new.plan is not None
-        assert new.descriptor is not None
-        await send_tempo(client, new.plan.main)
-        descriptor = ChannelDescriptor.from_wire(json.loads(new.descriptor))
         chain_id = tempo_chain.chain_id
 
         def voucher(amount: int, key: str = payer.private_key) -> dict[str, str]:
             sig = backend.sign_voucher(
-                VoucherSigner(key), new.channel_id, amount, RESERVE_ADDRESS, chain_id
+                VoucherSigner(key), channel_id, amount, RESERVE_ADDRESS, chain_id
             )
-            return {"channelId": new.channel_id, "cumulativeAmount": str(amount), "signature": sig}
+            return {"channelId": channel_id, "cumulativeAmount": str(amount), "signature": sig}
 
         true = {
-            "channelId": new.channel_id,
+            "channelId": channel_id,
             "chainId": chain_id,
             "escrow": RESERVE_ADDRESS,
             "descriptor": descriptor.to_wire(),

@@ -40,6 +40,7 @@ from mppagent.tempo.tempo_chain import (
     TEMPO_CHAIN_IDS,
     OutgoingTempoTransaction,
     chain_now,
+    for_server,
     sign_calls,
 )
 from mppagent.tempo.tempotx import Call, decode_tempo_transaction
@@ -181,7 +182,7 @@ class V2Backend:
         signer = terms.authorized_signer
         return OpenPayload(
             channel_id=channel_id,
-            transaction=_wire_transaction(tx),
+            transaction=for_server(tx),
             authorized_signer=None if signer == ZERO_ADDRESS else signer,
             cumulative_amount=amount,
             signature=sig,
@@ -194,7 +195,7 @@ class V2Backend:
         """``topUp`` with the transaction and the descriptor."""
         return TopUpPayload(
             channel_id=channel_id,
-            transaction=_wire_transaction(tx),
+            transaction=for_server(tx),
             additional_deposit=amount,
             descriptor=descriptor_of(terms).to_wire(),
         )
@@ -303,13 +304,6 @@ def open_nonce_hash(tx: OutgoingTempoTransaction) -> str:
     """``expiringNonceHash`` of a signed open, from the payload its sender signed."""
     signed = decode_tempo_transaction(tx.raw)
     return expiring_nonce_hash(signed.tx.signing_payload(), signed.sender)
-
-
-def _wire_transaction(tx: SignedTransaction) -> str:
-    """What a server gets: the broadcastable bytes, or the ``0x78`` hand-over to co-sign."""
-    if isinstance(tx, OutgoingTempoTransaction) and tx.awaiting_fee_payer and tx.handover:
-        return tx.handover
-    return tx.raw
 
 
 def _hex_bytes(value: object) -> bytes:

@@ -7,10 +7,16 @@ proves what can be proven off chain -- the channel id is the descriptor's on thi
 reserve and chain, the payer is us, the voucher is signed by the channel's signer
 for that id and amount, and the amounts are ordered -- and
 :func:`verify_snapshot_on_chain` that the reserve holds the same deposit,
-settlement and close request. Only then may a caller rehydrate from it (not wired
-into the session store yet; see the README).
+settlement and close request. Only then may a caller rehydrate from it
+(:mod:`mppagent.session.snapshots` does).
 
-Wire form (as the reference SDK writes it): standard base64 of a JSON object.
+Where it arrives (``draft-tempo-session-00``, "Session Snapshot"): as the object
+``methodDetails.sessionSnapshot`` of a v2 challenge (:func:`snapshot_from_wire`),
+and as the ``Payment-Session-Snapshot`` response header (:func:`parse_snapshot`),
+e.g. on the ``204`` answering a ``HEAD`` bootstrap. The draft says the header is
+base64url without padding; the reference SDK (mppx 0.11) writes standard base64
+with padding. Both are read. The draft's table has no ``highestVoucher``; mppx
+sends it, and without it nothing a snapshot says about amounts can be proven.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ __all__ = [
     "SnapshotVoucher",
     "check_snapshot",
     "parse_snapshot",
+    "snapshot_from_wire",
     "verify_snapshot_on_chain",
 ]
 
@@ -78,30 +85,59 @@ class SessionSnapshot(BaseModel):
 
 
 def parse_snapshot(header: str) -> SessionSnapshot:
-    """Decode the header value (standard base64 of JSON); :class:`InvalidSnapshot` if bad."""
+    """Decode the header value (base64 or base64url, padded or not, of JSON).
+
+    :class:`InvalidSnapshot` if it is not one.
+    """
     if not isinstance(header, str) or len(header) > MAX_SNAPSHOT_CHARS:
         raise InvalidSnapshot("session snapshot is missing or too large")
+    text = header.strip().replace("-", "+").replace("_", "/")
     try:
-        data = json.loads(base64.b64decode(header.strip(), validate=True))
+        data = json.loads(base64.b64decode(text + "=" * (-len(text) % 4), validate=True))
     except (binascii.Error, ValueError):
         raise InvalidSnapshot("session snapshot is not base64 JSON") from None
+    return snapshot_from_wire(data)
+
+
+def snapshot_from_wire(data: object) -> SessionSnapshot:
+    """A snapshot from its JSON object (``methodDetails.sessionSnapshot``)."""
     try:
         return parse_model(SessionSnapshot, data, "session snapshot")
     except ProtocolError as exc:
         raise InvalidSnapshot(str(exc)) from None
 
 
-def check_snapshot(snapshot: SessionSnapshot, *, payer: str, reserve: str, chain_id: int) -> None:
-    """Everything provable off chain; raises :class:`InvalidSnapshot` naming what failed."""
+def check_snapshot(
+    snapshot: SessionSnapshot,
+    *,
+    payer: str,
+    reserve: str,
+    chain_id: int,
+    payee: str | None = None,
+    token: str | None = None,
+    require_voucher: bool = False,
+) -> None:
+    """Everything provable off chain; raises :class:`InvalidSnapshot` naming what failed.
+
+    ``payee``/``token`` (the challenge's recipient and currency) pin the channel
+    to the scope being paid; ``require_voucher``: a snapshot without a voucher
+    proves no amount, so whoever would learn amounts from it requires one.
+    """
     descriptor = snapshot.descriptor
     if snapshot.chain_id != chain_id or snapshot.escrow != normalize_address(reserve):
         raise InvalidSnapshot("session snapshot is for another chain or reserve")
     if descriptor.payer != normalize_address(payer):
         raise InvalidSnapshot("session snapshot names another payer")
+    if (payee is not None and descriptor.payee != normalize_address(payee)) or (
+        token is not None and descriptor.token != normalize_address(token)
+    ):
+        raise InvalidSnapshot("session snapshot is for another payee or token")
     if compute_channel_id(descriptor, snapshot.escrow, chain_id) != snapshot.channel_id:
         raise InvalidSnapshot("session snapshot's channel id is not its descriptor's")
     voucher = snapshot.highest_voucher
     signed = 0
+    if voucher is None and require_voucher:
+        raise InvalidSnapshot("session snapshot carries no voucher to prove its amounts")
     if voucher is not None:
         if voucher.channel_id != snapshot.channel_id:
             raise InvalidSnapshot("session snapshot's voucher is for another channel")

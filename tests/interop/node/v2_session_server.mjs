@@ -4,9 +4,11 @@
 // RPC, the canonical reserve, the currency as fee token.
 //
 // stdin:  {rpcUrl, chainId, payeeKey, currency, escrow, amount, suggestedDeposit, tokens,
-//          feePayer, bootstrap}  (feePayer: the payee co-signs and pays the fees of
-//          opens/top-ups; bootstrap: the SDK's same-route HEAD recovery, with a
-//          `resolveChannelId` that maps a payer's proven DID to the last channel it paid on)
+//          feePayer, bootstrap, hints}  (feePayer: the payee co-signs and pays the fees of
+//          opens/top-ups; bootstrap: the SDK's same-route HEAD recovery with a
+//          `resolveChannelId` that finds the proven payer's last channel; hints: besides,
+//          a request's `Payment-Session` hint names the channel, so its 402 challenge
+//          carries that channel's snapshot)
 //         (amount and suggestedDeposit as decimal strings in whole tokens, 6 decimals)
 // stdout: one JSON line {url} once listening; then one JSON line per settlement.
 // Each paid GET/POST streams `tokens` SSE data events (fake completion chunks),
@@ -21,8 +23,22 @@ const input = await readStdin()
 const account = privateKeyToAccount(input.payeeKey)
 const client = devchainClient(input, account, { pollingInterval: 200 })
 
-// Payer DID (the credential's `source`) -> the channel it last paid on, for bootstrap.
-const channels = new Map()
+// Application-owned channel lookup (the SDK leaves it to the app): payer -> last channel paid.
+const payerChannels = new Map()
+const bootstrap = Boolean(input.bootstrap || input.hints)
+function resolveChannelId({ request, source }) {
+  const hint = input.hints ? request?.headers?.get('payment-session') : undefined
+  if (hint) return hint
+  const payer = typeof source === 'string' ? source.split(':').at(-1)?.toLowerCase() : undefined
+  return payer ? payerChannels.get(payer) : undefined
+}
+function rememberChannel(request) {
+  try {
+    const { payload } = Credential.fromRequest(request)
+    if (payload?.descriptor?.payer && payload.channelId)
+      payerChannels.set(payload.descriptor.payer.toLowerCase(), payload.channelId)
+  } catch {}
+}
 
 const mppx = Mppx.create({
   secretKey: 'mppagent-interop-secret-key-at-least-32-bytes',
@@ -38,9 +54,7 @@ const mppx = Mppx.create({
       store: Store.memory(),
       sse: true,
       ...(input.feePayer ? { feePayer: true } : {}),
-      ...(input.bootstrap
-        ? { bootstrap: true, resolveChannelId: ({ source }) => (source ? channels.get(source.toLowerCase()) : undefined) }
-        : {}),
+      ...(bootstrap ? { bootstrap: true, resolveChannelId } : {}),
       onSessionSettlement: (context) => {
         process.stdout.write(JSON.stringify({ settlement: String(context?.txHash ?? '') }) + '\n')
       },
@@ -57,7 +71,7 @@ async function handler(request) {
     unitType: 'token',
   })(request)
   if (result.status === 402) return result.challenge
-  remember(request)
+  if (bootstrap) rememberChannel(request)
   if (request.method === 'HEAD' || (request.method === 'POST' && !(await hasBody(request)))) {
     return result.withReceipt(new Response(null, { status: 204 }))
   }
@@ -67,16 +81,6 @@ async function handler(request) {
       yield JSON.stringify({ object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: word } }] })
     }
   })
-}
-
-function remember(request) {
-  const header = request.headers.get('authorization')
-  const scheme = header && Credential.extractPaymentScheme(header)
-  if (!scheme) return
-  const credential = Credential.deserialize(scheme)
-  if (credential.source && credential.payload?.channelId) {
-    channels.set(credential.source.toLowerCase(), credential.payload.channelId)
-  }
 }
 
 async function hasBody(request) {
