@@ -12,14 +12,15 @@
 // for an event stream the payment events in it, read from a tee of the body).
 //
 // stdin:  {rpcUrl, chainId, payerKey, url, body, requests, close, resume?,
-//          depositRaw?, topUpAmount?, maxDeposit?, escrow?}
+//          depositRaw?, topUpAmount?, maxDeposit?, escrow?, record?}
 //         resume: after `requests`, a second, cold manager with `bootstrap: true`
 //         streams `resume` more requests on the same channel (recovered from the
 //         server's Payment-Session-Snapshot) and is the one that closes;
 //         depositRaw: opening deposit in base units (the SDK's `depositRaw` context,
 //         given as the manager's `credentialContext`); topUpAmount / maxDeposit: whole
-//         tokens as decimal strings (manager options); escrow: pin the reserve.
-// stdout: {channelId, descriptor, phases, requests: [{phase, messages}], wire: [...],
+//         tokens as decimal strings (manager options); escrow: pin the reserve;
+//         record: false leaves the wire unrecorded (for timing).
+// stdout: {channelId, descriptor, phases, requests: [{phase, ms, messages}], wire: [...],
 //          vouchers: [...credentials with an action], needVoucher: [...], streamEvents,
 //          streamReceipts, topUps: [...wire entries], close, afterClose, cumulative, errors}
 import { Challenge, Credential } from 'mppx'
@@ -45,7 +46,8 @@ function createManager(bootstrap) {
     account,
     client,
     decimals: 6,
-    fetch: recordingFetch,
+    // `record: false` (benchmarks): the plain fetch, nothing tee'd or parsed on the side.
+    fetch: input.record === false ? fetch : recordingFetch,
     ...(bootstrap ? { bootstrap: true } : {}),
     ...(input.escrow ? { escrow: input.escrow } : {}),
     ...(input.maxDeposit ? { maxDeposit: input.maxDeposit } : {}),
@@ -60,6 +62,7 @@ async function stream(manager, count) {
     for (let i = 0; i < count; i++) {
       const messages = []
       const request = report.requests.length
+      const started = performance.now()
       const events = await manager.sse(input.url, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -69,6 +72,7 @@ async function stream(manager, count) {
       for await (const data of events) messages.push(data)
       report.requests.push({
         phase,
+        ms: performance.now() - started,
         messages: messages.filter((m) => m !== '[DONE]').length,
         done: messages.includes('[DONE]'),
         first: messages[0] ?? null,
