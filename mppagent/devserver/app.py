@@ -61,6 +61,7 @@ from mppagent.devserver.wire import (
     parse_chat_request_json,
     sse,
 )
+from mppagent.errors import ConfigError
 from mppagent.logging import get_logger
 from mppagent.protocol import (
     JSON,
@@ -111,6 +112,7 @@ class DevServer:
                 if self._payee is None:
                     chain = ChainClient(self.config.rpc_url)
                     chain_id = await chain.chain_id()
+                    await _check_contract(self.config, chain)
                     state = ServerState(self.config.state_path, durability=self.config.durability)
                     payee = SessionPayee(self.config, state=state, chain=chain, chain_id=chain_id)
                     await payee.return_owed_refunds()  # left over from a crash or a failure
@@ -503,6 +505,20 @@ def _chunk_writer(
 
 def _paid_headers(receipt: Mapping[str, JSON]) -> dict[str, str]:
     return {"payment-receipt": encode_receipt(receipt), "cache-control": "private"}
+
+
+async def _check_contract(config: DevServerConfig, chain: ChainClient) -> None:
+    """Refuse to serve v2 where there is no reserve (say, a plain EVM devchain)."""
+    if config.session_protocol != "v2":
+        return
+    from mppagent.tempo.v2.backend import V2Backend
+
+    if not await V2Backend(chain).check_contract(config.reserve):
+        await chain.close()
+        raise ConfigError(
+            f"session protocol v2 needs the TIP-1034 channel reserve at {config.reserve}, "
+            "and this chain has none there (a plain EVM devchain? serve v1 there)"
+        )
 
 
 def create_app(config: DevServerConfig) -> Starlette:

@@ -357,6 +357,7 @@ async def test_client_and_server_on_different_chains(
             token=other.token,
             payee_private_key=other.accounts[0].private_key,
             state_path=":memory:",
+            session_protocol="v1",  # a plain EVM devchain: no v2 reserve
         )
         async with RunningServer(config) as server:
             code, _, err = await _chat(f"{server.url}/v1", payer_env, "--max-tokens", "5")

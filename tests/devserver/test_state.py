@@ -1,4 +1,5 @@
-"""The reference server's SQLite store: a database from before ``refund_owed`` still opens."""
+"""The reference server's SQLite store: databases from before ``refund_owed`` (and before
+v2's ``descriptor``) still open, and a v2 channel's descriptor survives a restart."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from mppagent.devserver import state as state_module
-from mppagent.devserver.state import ServerState
+from mppagent.devserver.state import ServerChannel, ServerState
 
-# The schema as it was before the column: today's, minus that one line.
+# The schema as it was before the columns: today's, minus those lines.
 _COLUMN = "    refund_owed TEXT NOT NULL DEFAULT '0',\n"
+_DESCRIPTOR = "    descriptor TEXT,\n"
 assert _COLUMN in state_module._SCHEMA
-_OLD_SCHEMA = state_module._SCHEMA.replace(_COLUMN, "")
+assert _DESCRIPTOR in state_module._SCHEMA
+_OLD_SCHEMA = state_module._SCHEMA.replace(_COLUMN, "").replace(_DESCRIPTOR, "")
 _OLD_ROW = (
     "INSERT INTO channels VALUES ('0xc1', '0xaa', '0x00', '1000', '0', '500', NULL, '300', 1,"
     " '0xt', 0)"
@@ -32,6 +35,7 @@ def test_database_without_refund_column_is_migrated(tmp_path: Path) -> None:
         channel = state.get("0xc1")
         assert channel is not None
         assert (channel.spent, channel.finalized, channel.refund_owed) == (300, True, 0)
+        assert channel.descriptor is None  # a v1 channel
         assert state.owed_refunds() == []
         state.put(replace(channel, refund_owed=200))
     finally:
@@ -41,5 +45,23 @@ def test_database_without_refund_column_is_migrated(tmp_path: Path) -> None:
     try:
         (owed,) = reopened.owed_refunds()
         assert (owed.channel_id, owed.refund_owed) == ("0xc1", 200)
+    finally:
+        reopened.close()
+
+
+def test_descriptor_is_stored_with_the_channel(tmp_path: Path) -> None:
+    """A v2 channel's descriptor is what closing it takes: it must survive a restart."""
+    path = tmp_path / "v2.db"
+    state = ServerState(path)
+    try:
+        row = ServerChannel("0xc2", "0xaa", "0x00", 1000, 0, 0, None, 0, descriptor='{"salt":"x"}')
+        state.put(row)
+    finally:
+        state.close()
+    reopened = ServerState(path)
+    try:
+        channel = reopened.get("0xc2")
+        assert channel is not None
+        assert channel.descriptor == '{"salt":"x"}'
     finally:
         reopened.close()
