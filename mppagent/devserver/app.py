@@ -47,6 +47,7 @@ from mppagent.devserver.faults import (
     voucher_fault,
 )
 from mppagent.devserver.payee import RateLimited, SessionPayee
+from mppagent.devserver.snapshot import SESSION_HEADER, SNAPSHOT_HEADER, encode_snapshot
 from mppagent.devserver.state import IdempotentResponse, ServerState
 from mppagent.devserver.streaming import MeteredStream, Pacer, StreamPlan
 from mppagent.devserver.wire import (
@@ -160,12 +161,23 @@ class DevServer:
             )
         log.info("fault.books_lost", channel=channel_id, settled=channel.settled)
 
-    async def problem(self, problem: ProblemError, *, head: bool = False) -> Response:
-        """A problem+json response; 402s carry a fresh challenge."""
+    async def problem(
+        self, problem: ProblemError, *, head: bool = False, channel_id: str | None = None
+    ) -> Response:
+        """A problem+json response; 402s carry a fresh challenge.
+
+        ``channel_id`` names the channel the request was about (the client's
+        ``Payment-Session`` hint or its credential's); for one of our open v2
+        channels the 402 carries its session snapshot (:mod:`.snapshot`).
+        """
         headers = {"cache-control": "no-store"}
         if problem.status == 402:
             payee = await self.payee()
-            headers["www-authenticate"] = payee.issue_challenge().to_header()
+            snapshot = payee.snapshot(channel_id)
+            headers["www-authenticate"] = payee.issue_challenge(snapshot).to_header()
+            if snapshot is not None:
+                headers[SESSION_HEADER] = str(snapshot["channelId"])
+                headers[SNAPSHOT_HEADER] = encode_snapshot(snapshot)
         if isinstance(problem, RateLimited):
             headers["retry-after"] = str(problem.extras.get("retryAfter", "1"))
         if head:
@@ -216,14 +228,19 @@ class DevServer:
             except WireError as exc:
                 return JSONResponse(exc.body(), status_code=exc.status)
         auth = request.headers.get("authorization", "")
+        hint = request.headers.get(SESSION_HEADER)
         if auth[:8].lower() != "payment ":
             return await self.problem(
-                PaymentRequiredProblem("Payment is required for this resource."), head=head
+                PaymentRequiredProblem("Payment is required for this resource."),
+                head=head,
+                channel_id=hint,
             )
         try:
             credential = Credential.decode(auth)
         except PaymentError as exc:
-            return await self.problem(MalformedCredentialProblem(str(exc)), head=head)
+            return await self.problem(
+                MalformedCredentialProblem(str(exc)), head=head, channel_id=hint
+            )
         behaviours = self.behaviours(request)
         faults, billing = behaviours.faults, behaviours.billing
         payee = await self.payee()
@@ -244,11 +261,11 @@ class DevServer:
         if refused is not None:
             fault, problem = refused
             self.counters[fault.value] += 1
-            return await self.problem(problem, head=head)
+            return await self.problem(problem, head=head, channel_id=channel_id or hint)
         try:
             accepted = await payee.accept(credential, faults)
         except ProblemError as problem:
-            return await self.problem(problem, head=head)
+            return await self.problem(problem, head=head, channel_id=channel_id or hint)
         if accepted.action == "open":
             # "gone" is about channels the server already knew; a new one is fine.
             faults = faults - {Fault.GONE}
@@ -290,7 +307,8 @@ class DevServer:
                 InsufficientBalanceProblem(
                     "this completion needs a larger deposit (fault injection)",
                     extras={"requiredTopUp": str(HUGE_AMOUNT), "channelId": channel_id},
-                )
+                ),
+                channel_id=channel_id,
             )
         key = request.headers.get("idempotency-key")
         if key:
@@ -372,7 +390,8 @@ class DevServer:
                 InsufficientBalanceProblem(
                     f"this completion costs {cost}; {available} is available",
                     extras={"requiredTopUp": str(cost - available), "channelId": channel_id},
-                )
+                ),
+                channel_id=channel_id,
             )
         body = completion_body(
             completion_id,

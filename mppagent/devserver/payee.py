@@ -31,6 +31,7 @@ from mppagent.devserver.backend_v1 import V1ServerBackend
 from mppagent.devserver.backend_v2 import V2ServerBackend
 from mppagent.devserver.config import DevServerConfig
 from mppagent.devserver.faults import Billing, Fault
+from mppagent.devserver.snapshot import session_snapshot
 from mppagent.devserver.state import ServerChannel, ServerState
 from mppagent.devserver.terms import PayeeTerms, refused
 from mppagent.errors import ChainError
@@ -179,14 +180,38 @@ class SessionPayee:
             "methodDetails": details,
         }
 
-    def issue_challenge(self) -> Challenge:
-        """A fresh HMAC-bound challenge that expires after ``challenge_ttl`` seconds."""
+    def snapshot(self, channel_id: str | None) -> dict[str, JSON] | None:
+        """The ``sessionSnapshot`` of one of our open v2 channels (``None`` otherwise)."""
+        if self.backend.protocol != "v2" or not channel_id:
+            return None
+        channel = self.state.get(channel_id.lower())
+        if channel is None:
+            return None
+        return session_snapshot(
+            channel,
+            reserve=self.backend.contract,
+            chain_id=self.chain_id,
+            price=self.config.price_per_token,
+        )
+
+    def issue_challenge(self, snapshot: dict[str, JSON] | None = None) -> Challenge:
+        """A fresh HMAC-bound challenge that expires after ``challenge_ttl`` seconds.
+
+        With a ``snapshot`` (:meth:`snapshot`) the challenge suggests resuming that
+        channel: ``methodDetails.channelId`` and ``methodDetails.sessionSnapshot``.
+        """
+        request = self.request_data()
+        if snapshot is not None:
+            details = request["methodDetails"]
+            assert isinstance(details, dict)
+            details["channelId"] = snapshot["channelId"]
+            details["sessionSnapshot"] = snapshot
         return Challenge.issue(
             secret=self._secret,
             realm=self.config.realm,
             method="tempo",
             intent="session",
-            request=self.request_data(),
+            request=request,
             expires=datetime.now(UTC) + timedelta(seconds=self.config.challenge_ttl),
             description="Pay per token for this completion",
         )

@@ -14,14 +14,21 @@ import pytest
 
 from mppagent.devchain import DevChain
 from mppagent.devserver import RunningServer
+from mppagent.devserver.snapshot import SESSION_HEADER, SNAPSHOT_HEADER
 from mppagent.tempo import ChainClient
 from mppagent.tempo.escrow import encode_approve, encode_transfer
-from mppagent.tempo.schemas import VoucherPayload
+from mppagent.tempo.schemas import WIRE, VoucherPayload
 from mppagent.tempo.tempo_chain import PATH_USD, sign_calls
 from mppagent.tempo.tempotx import Call
 from mppagent.tempo.v2 import RESERVE_ADDRESS, UINT96_MAX, ChannelDescriptor, compute_channel_id
 from mppagent.tempo.v2.backend import open_nonce_hash
 from mppagent.tempo.v2.calls import encode_open
+from mppagent.tempo.v2.snapshot import (
+    SessionSnapshot,
+    check_snapshot,
+    parse_snapshot,
+    verify_snapshot_on_chain,
+)
 from tests.support import fresh_block, signature_forms
 
 from .helpers import (
@@ -32,6 +39,7 @@ from .helpers import (
     chat,
     fresh_challenge,
     header_receipt,
+    only_challenge,
     pay_head,
     stored,
 )
@@ -283,3 +291,49 @@ async def test_a_restarted_server_closes_from_its_stored_descriptor(
             descriptor=other.descriptor.to_wire(),
         )
         assert_problem(await pay_head(http, unknown), "verification-failed", body=False)
+
+
+async def test_a_402_for_a_known_channel_carries_its_verifiable_snapshot(
+    chain: DevChain, tmp_path: Path, payer: V2Payer
+) -> None:
+    """The draft's Session Snapshot: in the challenge and the headers, provable by a client."""
+    config = make_v2_config(chain, tmp_path)
+    async with asgi_client(config) as http:
+        channel = await payer.new_channel(DEPOSIT)
+        assert (await pay_head(http, payer.open_payload(channel))).status_code == 200
+        challenge = await fresh_challenge(http)
+        paid = await http.post(
+            PATH, json=chat(8), headers=authorization(challenge, payer.voucher(channel, 300))
+        )
+        assert paid.status_code == 200, paid.text
+        assert SNAPSHOT_HEADER not in paid.headers
+
+        hinted = await http.post(PATH, json=chat(8), headers={SESSION_HEADER: channel.channel_id})
+        assert hinted.status_code == 402
+        assert hinted.headers[SESSION_HEADER] == channel.channel_id
+        raw = hinted.headers[SNAPSHOT_HEADER]
+        assert "=" not in raw  # base64url without padding, as the draft says
+        snapshot = parse_snapshot(raw)
+        check_snapshot(
+            snapshot, payer=payer.address, reserve=RESERVE_ADDRESS, chain_id=chain.chain_id
+        )
+        await verify_snapshot_on_chain(payer.backend, snapshot)
+        assert (snapshot.deposit, snapshot.accepted_cumulative, snapshot.spent) == (
+            DEPOSIT,
+            300,
+            200,
+        )
+        assert snapshot.required_cumulative == 200 + PRICE
+        assert snapshot.descriptor == channel.descriptor
+        details = only_challenge(hinted).request_data["methodDetails"]
+        assert details["channelId"] == channel.channel_id
+        assert (
+            parse_snapshot(raw).model_dump()
+            == SessionSnapshot.model_validate(details["sessionSnapshot"], context=WIRE).model_dump()
+        )
+
+        # A channel this server does not hold: a plain challenge.
+        unknown = await http.post(PATH, json=chat(8), headers={SESSION_HEADER: "0x" + "44" * 32})
+        assert unknown.status_code == 402
+        assert SNAPSHOT_HEADER not in unknown.headers
+        assert "sessionSnapshot" not in only_challenge(unknown).request_data["methodDetails"]

@@ -10,7 +10,8 @@ for that id and amount, and the amounts are ordered -- and
 settlement and close request. Only then may a caller rehydrate from it (not wired
 into the session store yet; see the README).
 
-Wire form (as the reference SDK writes it): standard base64 of a JSON object.
+Wire form: base64 of a JSON object -- the draft says base64url without padding,
+the reference SDK writes standard base64 with padding (and reads both); so do we.
 """
 
 from __future__ import annotations
@@ -78,11 +79,12 @@ class SessionSnapshot(BaseModel):
 
 
 def parse_snapshot(header: str) -> SessionSnapshot:
-    """Decode the header value (standard base64 of JSON); :class:`InvalidSnapshot` if bad."""
+    """Decode the header value (base64 or base64url JSON); :class:`InvalidSnapshot` if bad."""
     if not isinstance(header, str) or len(header) > MAX_SNAPSHOT_CHARS:
         raise InvalidSnapshot("session snapshot is missing or too large")
+    text = header.strip().replace("-", "+").replace("_", "/")
     try:
-        data = json.loads(base64.b64decode(header.strip(), validate=True))
+        data = json.loads(base64.b64decode(text + "=" * (-len(text) % 4), validate=True))
     except (binascii.Error, ValueError):
         raise InvalidSnapshot("session snapshot is not base64 JSON") from None
     try:
