@@ -34,6 +34,7 @@ from mppagent.errors import ConfigError
 
 if TYPE_CHECKING:
     from mppagent.devchain import DevChain
+    from mppagent.devserver import DevServerConfig
 
 __all__ = ["run_devnet", "run_serve", "state_dir"]
 
@@ -145,6 +146,7 @@ def run_serve(args: argparse.Namespace, out: Output) -> int:
                     fee_token=chain.fee_token if chain else os.environ.get("MPPAGENT_FEE_TOKEN"),
                     session_protocol=args.session_protocol,
                 )
+                await _check_contract(config)
                 async with RunningServer(config, host=args.host, sock=sock) as server:
                     _announce(out, args, f"{server.url}/v1", on, chain, state_path, config.contract)
                     await _forever()
@@ -155,6 +157,18 @@ def run_serve(args: argparse.Namespace, out: Output) -> int:
         return 0
 
     return run_async(args, serve, level=args.log_level.upper())
+
+
+async def _check_contract(config: DevServerConfig) -> None:
+    """Fail now, not on the first request, if the chain lacks the protocol's contract."""
+    from mppagent.devserver.app import check_contract
+    from mppagent.tempo.chain import ChainClient
+
+    chain = ChainClient(config.rpc_url)
+    try:
+        await check_contract(config, chain)
+    finally:
+        await chain.close()
 
 
 @contextlib.contextmanager

@@ -77,7 +77,7 @@ from mppagent.protocol import (
 )
 from mppagent.tempo.chain import ChainClient
 
-__all__ = ["Behaviours", "DevServer", "create_app"]
+__all__ = ["Behaviours", "DevServer", "check_contract", "create_app"]
 
 log = get_logger("mppagent.devserver")
 
@@ -112,8 +112,12 @@ class DevServer:
             async with self._init_lock:
                 if self._payee is None:
                     chain = ChainClient(self.config.rpc_url)
-                    chain_id = await chain.chain_id()
-                    await _check_contract(self.config, chain)
+                    try:
+                        chain_id = await chain.chain_id()
+                        await check_contract(self.config, chain)
+                    except BaseException:
+                        await chain.close()
+                        raise
                     state = ServerState(self.config.state_path, durability=self.config.durability)
                     payee = SessionPayee(self.config, state=state, chain=chain, chain_id=chain_id)
                     await payee.return_owed_refunds()  # left over from a crash or a failure
@@ -526,14 +530,13 @@ def _paid_headers(receipt: Mapping[str, JSON]) -> dict[str, str]:
     return {"payment-receipt": encode_receipt(receipt), "cache-control": "private"}
 
 
-async def _check_contract(config: DevServerConfig, chain: ChainClient) -> None:
+async def check_contract(config: DevServerConfig, chain: ChainClient) -> None:
     """Refuse to serve v2 where there is no reserve (say, a plain EVM devchain)."""
     if config.session_protocol != "v2":
         return
     from mppagent.tempo.v2.backend import V2Backend
 
     if not await V2Backend(chain).check_contract(config.reserve):
-        await chain.close()
         raise ConfigError(
             f"session protocol v2 needs the TIP-1034 channel reserve at {config.reserve}, "
             "and this chain has none there (a plain EVM devchain? serve v1 there)"
