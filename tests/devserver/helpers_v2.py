@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from mppagent.devchain import DevAccount, DevChain
 from mppagent.devserver import DevServerConfig
 from mppagent.tempo import ChainClient, Token
@@ -25,7 +27,7 @@ from mppagent.tempo.v2.calls import decode_channel_state, encode_get_channel_sta
 from mppagent.tempo.voucher import VoucherSigner
 from tests.support import v2_terms
 
-from .helpers import make_config
+from .helpers import make_config, pay_head
 
 
 def make_v2_config(chain: DevChain, tmp_path: Path, **overrides: Any) -> DevServerConfig:
@@ -107,6 +109,14 @@ class V2Payer:
         output = await self.client.call(RESERVE_ADDRESS, encode_get_channel_state(channel_id))
         state = decode_channel_state(output)
         return state.deposit, state.settled
+
+
+async def opened(http: httpx.AsyncClient, payer: V2Payer, deposit: int) -> V2Channel:
+    """A fresh channel, opened through the server (a ``HEAD`` open credential)."""
+    channel = await payer.new_channel(deposit)
+    response = await pay_head(http, payer.open_payload(channel))
+    assert response.status_code == 200, response.text
+    return channel
 
 
 async def _no_prior(kind: str, tx: SignedTransaction) -> None:

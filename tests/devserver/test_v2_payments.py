@@ -43,7 +43,7 @@ from .helpers import (
     pay_head,
     stored,
 )
-from .helpers_v2 import V2Payer, make_v2_config, sponsored_wire
+from .helpers_v2 import V2Payer, make_v2_config, opened, sponsored_wire
 
 DEPOSIT = 400_000
 PRICE = 25
@@ -213,8 +213,7 @@ async def test_vouchers_are_uint96_and_canonical(
 ) -> None:
     config = make_v2_config(chain, tmp_path)
     async with asgi_client(config) as http:
-        channel = await payer.new_channel(DEPOSIT)
-        assert (await pay_head(http, payer.open_payload(channel))).status_code == 200
+        channel = await opened(http, payer, DEPOSIT)
         good = payer.voucher(channel, 100)
         for name, form in signature_forms(good.signature).items():
             if name == "v27":
@@ -264,9 +263,8 @@ async def test_a_restarted_server_closes_from_its_stored_descriptor(
 ) -> None:
     """The descriptor lives in the state file; a fresh server with no state adopts it too."""
     config = make_v2_config(chain, tmp_path)
-    channel = await payer.new_channel(DEPOSIT)
     async with asgi_client(config) as http:
-        assert (await pay_head(http, payer.open_payload(channel))).status_code == 200
+        channel = await opened(http, payer, DEPOSIT)
         assert (await pay_head(http, payer.voucher(channel, 200))).status_code == 200
     async with RunningServer(config):  # same state file: a restart
         pass
@@ -277,9 +275,8 @@ async def test_a_restarted_server_closes_from_its_stored_descriptor(
     assert await payer.reserve_state(channel.channel_id) == (0, 0)
 
     # A server that never saw the channel adopts it from the descriptor in the payload.
-    other = await payer.new_channel(DEPOSIT)
     async with asgi_client(config) as http:
-        assert (await pay_head(http, payer.open_payload(other))).status_code == 200
+        other = await opened(http, payer, DEPOSIT)
     blank = make_v2_config(chain, tmp_path, state_path=str(tmp_path / "blank.db"))
     async with asgi_client(blank) as http:
         response = await pay_head(http, payer.voucher(other, 100))
@@ -299,8 +296,7 @@ async def test_a_402_for_a_known_channel_carries_its_verifiable_snapshot(
     """The draft's Session Snapshot: in the challenge and the headers, provable by a client."""
     config = make_v2_config(chain, tmp_path)
     async with asgi_client(config) as http:
-        channel = await payer.new_channel(DEPOSIT)
-        assert (await pay_head(http, payer.open_payload(channel))).status_code == 200
+        channel = await opened(http, payer, DEPOSIT)
         challenge = await fresh_challenge(http)
         paid = await http.post(
             PATH, json=chat(8), headers=authorization(challenge, payer.voucher(channel, 300))
