@@ -166,19 +166,31 @@ class DevServer:
         log.info("fault.books_lost", channel=channel_id, settled=channel.settled)
 
     async def problem(
-        self, problem: ProblemError, *, head: bool = False, channel_id: str | None = None
+        self,
+        problem: ProblemError,
+        *,
+        head: bool = False,
+        channel_id: str | None = None,
+        refused: bool = False,
     ) -> Response:
         """A problem+json response; 402s carry a fresh challenge.
 
         ``channel_id`` names the channel the request was about (the client's
         ``Payment-Session`` hint or its credential's); for one of our open v2
-        channels the 402 carries its session snapshot (:mod:`.snapshot`).
+        channels the 402 carries its session snapshot (:mod:`.snapshot`) in the
+        ``Payment-Session``/``Payment-Session-Snapshot`` headers, and -- when it
+        ``refused`` a credential for that channel, so the client's view is behind
+        -- in the challenge too (``methodDetails.channelId``/``sessionSnapshot``),
+        for the client to resume from. Not in every challenge: the reference SDK
+        signs its close for the snapshot of the challenge it last kept, which
+        would be stale by then.
         """
         headers = {"cache-control": "no-store"}
         if problem.status == 402:
             payee = await self.payee()
             snapshot = payee.snapshot(channel_id)
-            headers["www-authenticate"] = payee.issue_challenge(snapshot).to_header()
+            suggested = snapshot if refused else None
+            headers["www-authenticate"] = payee.issue_challenge(suggested).to_header()
             if snapshot is not None:
                 headers[SESSION_HEADER] = str(snapshot["channelId"])
                 headers[SNAPSHOT_HEADER] = encode_snapshot(snapshot)
@@ -265,11 +277,15 @@ class DevServer:
         if refused is not None:
             fault, problem = refused
             self.counters[fault.value] += 1
-            return await self.problem(problem, head=head, channel_id=channel_id or hint)
+            return await self.problem(
+                problem, head=head, channel_id=channel_id or hint, refused=True
+            )
         try:
             accepted = await payee.accept(credential, faults)
         except ProblemError as problem:
-            return await self.problem(problem, head=head, channel_id=channel_id or hint)
+            return await self.problem(
+                problem, head=head, channel_id=channel_id or hint, refused=True
+            )
         if accepted.action == "open":
             # "gone" is about channels the server already knew; a new one is fine.
             faults = faults - {Fault.GONE}
@@ -313,6 +329,7 @@ class DevServer:
                     extras={"requiredTopUp": str(HUGE_AMOUNT), "channelId": channel_id},
                 ),
                 channel_id=channel_id,
+                refused=True,
             )
         key = request.headers.get("idempotency-key")
         if key:
@@ -396,6 +413,7 @@ class DevServer:
                     extras={"requiredTopUp": str(cost - available), "channelId": channel_id},
                 ),
                 channel_id=channel_id,
+                refused=True,
             )
         body = completion_body(
             completion_id,

@@ -3,10 +3,12 @@
 draft-tempo-session (Session Snapshot): for v2 reusable channels a server MAY put a
 snapshot of the channel in the challenge's ``methodDetails.sessionSnapshot``, MAY
 send it in the ``Payment-Session-Snapshot`` response header (base64url JSON without
-padding), and MAY name the channel in a ``Payment-Session`` header. This server does
-all three on a ``402`` for a request that names one of its open v2 channels (the
-client's ``Payment-Session`` hint, or the credential's channel): a client that lost
-its store learns where the channel stands without a chain lookup. Nothing in it is
+padding), and MAY name the channel in a ``Payment-Session`` header. This server sends
+both headers on a ``402`` for a request that names one of its open v2 channels (the
+client's ``Payment-Session`` hint, or the credential's channel), and puts the
+snapshot in the challenge too when that ``402`` refuses a credential for the channel
+(the client's view is evidently behind): a client that lost its store, or fell out
+of step, learns where the channel stands without a chain lookup. Nothing in it is
 secret -- the descriptor is in the reserve's ``ChannelOpened`` log, and only the
 payee or operator may redeem the voucher -- and a client must verify it anyway.
 

@@ -304,6 +304,7 @@ async def test_a_402_for_a_known_channel_carries_its_verifiable_snapshot(
         assert paid.status_code == 200, paid.text
         assert SNAPSHOT_HEADER not in paid.headers
 
+        # An unpaid request naming the channel: the snapshot in the headers.
         hinted = await http.post(PATH, json=chat(8), headers={SESSION_HEADER: channel.channel_id})
         assert hinted.status_code == 402
         assert hinted.headers[SESSION_HEADER] == channel.channel_id
@@ -321,12 +322,20 @@ async def test_a_402_for_a_known_channel_carries_its_verifiable_snapshot(
         )
         assert snapshot.required_cumulative == 200 + PRICE
         assert snapshot.descriptor == channel.descriptor
-        details = only_challenge(hinted).request_data["methodDetails"]
+        # ...not in its challenge: a client keeping that challenge would hold a stale view.
+        assert "sessionSnapshot" not in only_challenge(hinted).request_data["methodDetails"]
+
+        # A refused credential for the channel (a close below spent): the challenge suggests
+        # resuming it, with the server's current view.
+        refused = await pay_head(http, payer.close(channel, 100))
+        assert_problem(refused, "verification-failed", body=False)
+        details = only_challenge(refused).request_data["methodDetails"]
         assert details["channelId"] == channel.channel_id
+        suggested = SessionSnapshot.model_validate(details["sessionSnapshot"], context=WIRE)
         assert (
-            parse_snapshot(raw).model_dump()
-            == SessionSnapshot.model_validate(details["sessionSnapshot"], context=WIRE).model_dump()
+            suggested.model_dump() == parse_snapshot(refused.headers[SNAPSHOT_HEADER]).model_dump()
         )
+        assert suggested.model_dump() == snapshot.model_dump()
 
         # A channel this server does not hold: a plain challenge.
         unknown = await http.post(PATH, json=chat(8), headers={SESSION_HEADER: "0x" + "44" * 32})
