@@ -19,12 +19,18 @@ from mppagent.devserver.config import DevServerConfig
 from mppagent.devserver.server import RunningServer
 
 
+def load_config(raw: str, session_protocol: str | None = None) -> DevServerConfig:
+    """The configuration from its JSON, ``session_protocol`` (if given) overriding it."""
+    config = DevServerConfig.model_validate_json(raw)
+    if session_protocol is None:
+        return config
+    return DevServerConfig.model_validate(
+        {**config.model_dump(), "session_protocol": session_protocol}
+    )
+
+
 async def _main(port: int, session_protocol: str | None) -> None:
-    config = DevServerConfig.model_validate_json(os.environ["MPPAGENT_DEVSERVER_CONFIG"])
-    if session_protocol is not None:
-        config = DevServerConfig.model_validate(
-            {**config.model_dump(), "session_protocol": session_protocol}
-        )
+    config = load_config(os.environ["MPPAGENT_DEVSERVER_CONFIG"], session_protocol)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
