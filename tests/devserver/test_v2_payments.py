@@ -342,3 +342,21 @@ async def test_a_402_for_a_known_channel_carries_its_verifiable_snapshot(
         assert unknown.status_code == 402
         assert SNAPSHOT_HEADER not in unknown.headers
         assert "sessionSnapshot" not in only_challenge(unknown).request_data["methodDetails"]
+
+
+async def test_an_announced_operator_is_the_one_descriptors_must_name(
+    chain: DevChain, tmp_path: Path, payer: V2Payer
+) -> None:
+    operator = chain.accounts[3].address.lower()
+    config = make_v2_config(chain, tmp_path, operator=operator)
+    async with asgi_client(config) as http:
+        assert (await fresh_challenge(http)).request_data["methodDetails"]["operator"] == operator
+        without = await payer.new_channel(DEPOSIT)  # operator zero: not what we announce
+        assert_problem(
+            await pay_head(http, payer.open_payload(without)), "verification-failed", body=False
+        )
+        channel = await payer.new_channel(DEPOSIT, operator=operator)
+        assert (await pay_head(http, payer.open_payload(channel))).status_code == 200
+        response = await pay_head(http, payer.close(channel, 0))  # the payee may still close
+        assert response.status_code == 200, response.text
+    assert await payer.reserve_state(channel.channel_id) == (0, 0)
