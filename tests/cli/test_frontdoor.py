@@ -216,6 +216,10 @@ async def test_serve_session_protocol_v2_by_default_and_only_where_a_reserve_is(
     assert "--session-protocol v1" in err
 
     tempo_env = _devnet_env(tempo_chain, tempo_chain.accounts[0], tempo_chain.accounts[1])
+    tempo_env |= {
+        "MPPAGENT_STORE": str(tmp_path / "client.db"),
+        "MPPAGENT_CONFIG": str(tmp_path / "absent.toml"),
+    }
     process, serving = await _start_serve_as(tempo_env, "--state", ":memory:")
     try:
         assert serving["sessionProtocol"] == "v2"
@@ -224,6 +228,10 @@ async def test_serve_session_protocol_v2_by_default_and_only_where_a_reserve_is(
             response = await http.head(serving["baseUrl"] + "/chat/completions")
         (challenge,) = parse_challenges(response.headers.get_list("www-authenticate"))
         assert challenge.request_data["methodDetails"]["sessionProtocol"] == "v2"
+        # The README's three terminals, on the Tempo devnet: the CLI pays it over v2.
+        code, out, err = await cli(*local_chat_args(serving["baseUrl"], "hi"), env=tempo_env)
+        assert code == 0, err
+        assert lines(out)[-1]["type"] == "summary"
     finally:
         await _interrupt(process)
 
