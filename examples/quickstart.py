@@ -25,6 +25,7 @@ async def main() -> None:
         escrow=chain.escrow,
         token=chain.token,
         payee_private_key=payee.private_key,
+        session_protocol="v1",  # a plain anvil chain has the v1 escrow, not the v2 reserve
     )
     with tempfile.TemporaryDirectory() as tmp:
         async with RunningServer(config) as server:

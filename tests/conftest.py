@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +47,11 @@ def payer(chain: DevChain) -> DevAccount:
     return chain.accounts[1]
 
 
-@pytest.fixture
-async def start_server(
-    chain: DevChain, payee: DevAccount, tmp_path: Path
+@asynccontextmanager
+async def _servers(
+    chain: DevChain, payee: DevAccount, tmp_path: Path, **defaults: Any
 ) -> AsyncIterator[ServerFactory]:
-    """Start reference servers (uvicorn on 127.0.0.1) with config overrides; stopped after."""
+    """A factory of reference servers on ``chain`` paying ``payee``; all stopped on exit."""
     running: list[RunningServer] = []
 
     async def start(**overrides: Any) -> RunningServer:
@@ -61,6 +62,7 @@ async def start_server(
             "payee_private_key": payee.private_key,
             "state_path": str(tmp_path / f"server-{len(running)}.db"),
             "test_mode": True,
+            **defaults,
         }
         values.update(overrides)
         server = RunningServer(DevServerConfig(**values))
@@ -68,9 +70,25 @@ async def start_server(
         running.append(server)
         return server
 
-    yield start
-    for server in running:
-        await server.stop()
+    try:
+        yield start
+    finally:
+        for server in running:
+            await server.stop()
+
+
+@pytest.fixture
+async def start_server(
+    chain: DevChain, payee: DevAccount, tmp_path: Path
+) -> AsyncIterator[ServerFactory]:
+    """Start reference servers (uvicorn on 127.0.0.1) with config overrides; stopped after.
+
+    Session protocol v1 (the escrow) unless ``session_protocol="v2"`` is passed: most
+    tests run on the plain EVM devchain, which has no v2 reserve. A module that rebinds
+    ``chain`` to the Tempo devchain may ask for v2, or use :func:`start_v2_server`.
+    """
+    async with _servers(chain, payee, tmp_path, session_protocol="v1") as start:
+        yield start
 
 
 @pytest.fixture
@@ -138,3 +156,22 @@ async def tempo_chain(tempo_devchain: DevChain) -> AsyncIterator[DevChain]:
         # clock, or the next test's expiring nonces (validBefore from the wall clock) would
         # be stale in the pool.
         await tempo_devchain.rpc("anvil_setTime", [int(time.time())])
+
+
+@pytest.fixture
+async def start_v2_server(tempo_chain: DevChain, tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """Reference servers speaking session v2 (the reserve) on the Tempo devchain.
+
+    The payee is ``tempo_chain.accounts[0]``; the currency pathUSD. Overrides as for
+    :func:`start_server` (e.g. ``sponsor_fees=True``).
+    """
+    async with _servers(
+        tempo_chain, tempo_chain.accounts[0], tmp_path, session_protocol="v2"
+    ) as start:
+        yield start
+
+
+@pytest.fixture
+async def v2_server(start_v2_server: ServerFactory) -> RunningServer:
+    """One session-v2 reference server on the Tempo devchain (see :func:`start_v2_server`)."""
+    return await start_v2_server()

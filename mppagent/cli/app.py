@@ -182,6 +182,13 @@ def _chain_option(parser: argparse.ArgumentParser) -> None:
 def _serve_options(serve: argparse.ArgumentParser) -> None:
     _chain_option(serve)
     serve.add_argument(
+        "--session-protocol",
+        choices=["v2", "v1"],
+        default="v2",
+        help="session protocol to serve: v2 (the TIP-1034 channel reserve, as today's providers; "
+        "default; needs a Tempo chain) or v1 (the TempoStreamChannel escrow)",
+    )
+    serve.add_argument(
         "--sponsor-fees",
         action="store_true",
         help="offer fee sponsorship (feePayer): co-sign payers' Tempo open/topUp and pay the fee",
@@ -193,7 +200,7 @@ def _serve_options(serve: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run on a private fresh devchain, ignoring MPPAGENT_RPC_URL/ESCROW/TOKEN",
     )
-    serve.add_argument("--escrow", help="escrow address (env MPPAGENT_ESCROW)")
+    serve.add_argument("--escrow", help="v1 escrow address (env MPPAGENT_ESCROW)")
     serve.add_argument("--token", help="token address (env MPPAGENT_TOKEN)")
     serve.add_argument(
         "--payee-key-env",

@@ -65,6 +65,8 @@ async def _session(args: argparse.Namespace, out: Output, chain: DevChain, tmp: 
         tokens_per_second=args.rate or None,
         state_path=str(tmp / "server.db"),
         fee_token=chain.fee_token,
+        # v2 (the reserve) on the Tempo devchain; a plain EVM one has only the v1 escrow.
+        session_protocol="v2" if chain.network == "tempo" else "v1",
     )
     client = chain.client()
     try:
@@ -86,7 +88,10 @@ async def _paid_session(
     async with RunningServer(config) as server:
         url = f"{server.url}/v1/chat/completions"
         out.say(f"  chain   anvil at {chain.rpc_url} (chain {chain.chain_id})")
-        out.say(f"          escrow {chain.escrow}, token {unit} {chain.token}")
+        out.say(
+            f"          session {config.session_protocol}, contract {config.contract}, "
+            f"token {unit} {chain.token}"
+        )
         if chain.fee_token is not None:
             out.say(f"          Tempo mode: 0x76 transactions, fees paid in {unit}")
         out.say(f"  server  {url}, {PRICE} base units ({format_units(PRICE)} {unit}) per token")
@@ -98,7 +103,8 @@ async def _paid_session(
         out.emit(
             "setup",
             rpcUrl=chain.rpc_url,
-            escrow=chain.escrow,
+            escrow=config.contract,
+            sessionProtocol=config.session_protocol,
             token=chain.token,
             url=url,
             payer=payer.address,

@@ -34,6 +34,7 @@ from mppagent.errors import ConfigError
 
 if TYPE_CHECKING:
     from mppagent.devchain import DevChain
+    from mppagent.devserver import DevServerConfig
 
 __all__ = ["run_devnet", "run_serve", "state_dir"]
 
@@ -45,7 +46,7 @@ class _Chain:
     """The chain a server runs on, from flags or the environment ``devnet`` printed."""
 
     rpc_url: str
-    escrow: str
+    escrow: str | None  # the v1 escrow; v2 needs none (the reserve's address is canonical)
     token: str
     payee_key: str
 
@@ -71,7 +72,7 @@ def _external_chain(args: argparse.Namespace) -> _Chain | None:
         name
         for name, value in (
             ("--rpc-url or MPPAGENT_RPC_URL", rpc_url),
-            ("--escrow or MPPAGENT_ESCROW", escrow),
+            ("--escrow or MPPAGENT_ESCROW", escrow or args.session_protocol == "v2"),
             ("--token or MPPAGENT_TOKEN", token),
             (args.payee_key_env, env.get(args.payee_key_env)),
         )
@@ -84,7 +85,6 @@ def _external_chain(args: argparse.Namespace) -> _Chain | None:
             "or pass --devnet for a private chain"
         )
     assert rpc_url
-    assert escrow
     assert token
     payee_key = validate_private_key(env[args.payee_key_env], args.payee_key_env)
     return _Chain(rpc_url, escrow, token, payee_key)
@@ -99,6 +99,11 @@ def run_serve(args: argparse.Namespace, out: Output) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     external = _external_chain(args)
+    if args.session_protocol == "v2" and external is None and args.chain != "tempo":
+        raise ConfigError(
+            "session protocol v2 needs a Tempo chain (its channel reserve); "
+            "use --chain tempo or --session-protocol v1"
+        )
     if args.state and args.state != ":memory:":
         Path(args.state).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
@@ -139,9 +144,11 @@ def run_serve(args: argparse.Namespace, out: Output) -> int:
                     state_path=state_path,
                     sponsor_fees=args.sponsor_fees,
                     fee_token=chain.fee_token if chain else os.environ.get("MPPAGENT_FEE_TOKEN"),
+                    session_protocol=args.session_protocol,
                 )
+                await _check_contract(config)
                 async with RunningServer(config, host=args.host, sock=sock) as server:
-                    _announce(out, args, f"{server.url}/v1", on, chain, state_path)
+                    _announce(out, args, f"{server.url}/v1", on, chain, state_path, config.contract)
                     await _forever()
         finally:
             sock.close()
@@ -150,6 +157,18 @@ def run_serve(args: argparse.Namespace, out: Output) -> int:
         return 0
 
     return run_async(args, serve, level=args.log_level.upper())
+
+
+async def _check_contract(config: DevServerConfig) -> None:
+    """Fail now, not on the first request, if the chain lacks the protocol's contract."""
+    from mppagent.devserver.app import check_contract
+    from mppagent.tempo.chain import ChainClient
+
+    chain = ChainClient(config.rpc_url)
+    try:
+        await check_contract(config, chain)
+    finally:
+        await chain.close()
 
 
 @contextlib.contextmanager
@@ -164,7 +183,7 @@ def _books(explicit: str | None, on: _Chain, *, private: bool) -> Iterator[str]:
         return
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    yield str(directory / f"server-{on.escrow.lower()}.db")
+    yield str(directory / f"server-{(on.escrow or 'v2').lower()}.db")
 
 
 def _announce(
@@ -174,13 +193,15 @@ def _announce(
     on: _Chain,
     chain: DevChain | None,
     state_path: str,
+    contract: str,
 ) -> None:
     wallet = chain.env(chain.accounts[1]) if chain is not None else None
     out.emit(
         "serve",
         baseUrl=base,
         rpcUrl=on.rpc_url,
-        escrow=on.escrow,
+        escrow=contract,
+        sessionProtocol=args.session_protocol,
         token=on.token,
         price=args.price,
         auth=args.auth,
@@ -188,7 +209,9 @@ def _announce(
         wallet=wallet,  # a paying wallet's environment, on a private devchain only
     )
     out.say(f"reference MPP server on {base} (auth {args.auth}, {args.price} base units per token)")
-    out.say(f"  chain {on.rpc_url}, escrow {on.escrow}, token {on.token}")
+    out.say(
+        f"  chain {on.rpc_url}, session {args.session_protocol} via {contract}, token {on.token}"
+    )
     out.say(f"  books in {state_path}")
     if wallet is not None:
         out.say("a paying wallet on this private devchain (dev keys only):")

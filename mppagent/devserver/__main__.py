@@ -2,7 +2,8 @@
 
 The configuration comes as JSON in ``$MPPAGENT_DEVSERVER_CONFIG`` (a
 :class:`DevServerConfig`; the environment keeps the payee key out of process
-listings). The server binds 127.0.0.1 on ``--port`` (0: any free port) and
+listings); ``--session-protocol v1|v2`` overrides its ``session_protocol``
+(default v2). The server binds 127.0.0.1 on ``--port`` (0: any free port) and
 prints ``listening <url>`` once it accepts connections. Benchmarks use this to
 put client and server in separate processes.
 """
@@ -18,8 +19,18 @@ from mppagent.devserver.config import DevServerConfig
 from mppagent.devserver.server import RunningServer
 
 
-async def _main(port: int) -> None:
-    config = DevServerConfig.model_validate_json(os.environ["MPPAGENT_DEVSERVER_CONFIG"])
+def load_config(raw: str, session_protocol: str | None = None) -> DevServerConfig:
+    """The configuration from its JSON, ``session_protocol`` (if given) overriding it."""
+    config = DevServerConfig.model_validate_json(raw)
+    if session_protocol is None:
+        return config
+    return DevServerConfig.model_validate(
+        {**config.model_dump(), "session_protocol": session_protocol}
+    )
+
+
+async def _main(port: int, session_protocol: str | None) -> None:
+    config = load_config(os.environ["MPPAGENT_DEVSERVER_CONFIG"], session_protocol)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -30,10 +41,12 @@ async def _main(port: int) -> None:
 
 
 def main() -> None:
-    """Parse ``--port`` and serve until SIGTERM/SIGINT."""
+    """Parse ``--port`` (and ``--session-protocol``) and serve until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m mppagent.devserver")
     parser.add_argument("--port", type=int, default=0)
-    asyncio.run(_main(parser.parse_args().port))
+    parser.add_argument("--session-protocol", choices=["v1", "v2"], default=None)
+    args = parser.parse_args()
+    asyncio.run(_main(args.port, args.session_protocol))
 
 
 if __name__ == "__main__":

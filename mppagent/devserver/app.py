@@ -47,6 +47,7 @@ from mppagent.devserver.faults import (
     voucher_fault,
 )
 from mppagent.devserver.payee import RateLimited, SessionPayee
+from mppagent.devserver.snapshot import SESSION_HEADER, SNAPSHOT_HEADER, encode_snapshot
 from mppagent.devserver.state import IdempotentResponse, ServerState
 from mppagent.devserver.streaming import MeteredStream, Pacer, StreamPlan
 from mppagent.devserver.wire import (
@@ -61,6 +62,7 @@ from mppagent.devserver.wire import (
     parse_chat_request_json,
     sse,
 )
+from mppagent.errors import ConfigError
 from mppagent.logging import get_logger
 from mppagent.protocol import (
     JSON,
@@ -75,7 +77,7 @@ from mppagent.protocol import (
 )
 from mppagent.tempo.chain import ChainClient
 
-__all__ = ["Behaviours", "DevServer", "create_app"]
+__all__ = ["Behaviours", "DevServer", "check_contract", "create_app"]
 
 log = get_logger("mppagent.devserver")
 
@@ -110,7 +112,12 @@ class DevServer:
             async with self._init_lock:
                 if self._payee is None:
                     chain = ChainClient(self.config.rpc_url)
-                    chain_id = await chain.chain_id()
+                    try:
+                        chain_id = await chain.chain_id()
+                        await check_contract(self.config, chain)
+                    except BaseException:
+                        await chain.close()
+                        raise
                     state = ServerState(self.config.state_path, durability=self.config.durability)
                     payee = SessionPayee(self.config, state=state, chain=chain, chain_id=chain_id)
                     await payee.return_owed_refunds()  # left over from a crash or a failure
@@ -158,12 +165,35 @@ class DevServer:
             )
         log.info("fault.books_lost", channel=channel_id, settled=channel.settled)
 
-    async def problem(self, problem: ProblemError, *, head: bool = False) -> Response:
-        """A problem+json response; 402s carry a fresh challenge."""
+    async def problem(
+        self,
+        problem: ProblemError,
+        *,
+        head: bool = False,
+        channel_id: str | None = None,
+        refused: bool = False,
+    ) -> Response:
+        """A problem+json response; 402s carry a fresh challenge.
+
+        ``channel_id`` names the channel the request was about (the client's
+        ``Payment-Session`` hint or its credential's); for one of our open v2
+        channels the 402 carries its session snapshot (:mod:`.snapshot`) in the
+        ``Payment-Session``/``Payment-Session-Snapshot`` headers, and -- when it
+        ``refused`` a credential for that channel, so the client's view is behind
+        -- in the challenge too (``methodDetails.channelId``/``sessionSnapshot``),
+        for the client to resume from. Not in every challenge: the reference SDK
+        signs its close for the snapshot of the challenge it last kept, which
+        would be stale by then.
+        """
         headers = {"cache-control": "no-store"}
         if problem.status == 402:
             payee = await self.payee()
-            headers["www-authenticate"] = payee.issue_challenge().to_header()
+            snapshot = payee.snapshot(channel_id)
+            suggested = snapshot if refused else None
+            headers["www-authenticate"] = payee.issue_challenge(suggested).to_header()
+            if snapshot is not None:
+                headers[SESSION_HEADER] = str(snapshot["channelId"])
+                headers[SNAPSHOT_HEADER] = encode_snapshot(snapshot)
         if isinstance(problem, RateLimited):
             headers["retry-after"] = str(problem.extras.get("retryAfter", "1"))
         if head:
@@ -214,14 +244,19 @@ class DevServer:
             except WireError as exc:
                 return JSONResponse(exc.body(), status_code=exc.status)
         auth = request.headers.get("authorization", "")
+        hint = request.headers.get(SESSION_HEADER)
         if auth[:8].lower() != "payment ":
             return await self.problem(
-                PaymentRequiredProblem("Payment is required for this resource."), head=head
+                PaymentRequiredProblem("Payment is required for this resource."),
+                head=head,
+                channel_id=hint,
             )
         try:
             credential = Credential.decode(auth)
         except PaymentError as exc:
-            return await self.problem(MalformedCredentialProblem(str(exc)), head=head)
+            return await self.problem(
+                MalformedCredentialProblem(str(exc)), head=head, channel_id=hint
+            )
         behaviours = self.behaviours(request)
         faults, billing = behaviours.faults, behaviours.billing
         payee = await self.payee()
@@ -242,11 +277,15 @@ class DevServer:
         if refused is not None:
             fault, problem = refused
             self.counters[fault.value] += 1
-            return await self.problem(problem, head=head)
+            return await self.problem(
+                problem, head=head, channel_id=channel_id or hint, refused=True
+            )
         try:
             accepted = await payee.accept(credential, faults)
         except ProblemError as problem:
-            return await self.problem(problem, head=head)
+            return await self.problem(
+                problem, head=head, channel_id=channel_id or hint, refused=True
+            )
         if accepted.action == "open":
             # "gone" is about channels the server already knew; a new one is fine.
             faults = faults - {Fault.GONE}
@@ -288,7 +327,9 @@ class DevServer:
                 InsufficientBalanceProblem(
                     "this completion needs a larger deposit (fault injection)",
                     extras={"requiredTopUp": str(HUGE_AMOUNT), "channelId": channel_id},
-                )
+                ),
+                channel_id=channel_id,
+                refused=True,
             )
         key = request.headers.get("idempotency-key")
         if key:
@@ -370,7 +411,9 @@ class DevServer:
                 InsufficientBalanceProblem(
                     f"this completion costs {cost}; {available} is available",
                     extras={"requiredTopUp": str(cost - available), "channelId": channel_id},
-                )
+                ),
+                channel_id=channel_id,
+                refused=True,
             )
         body = completion_body(
             completion_id,
@@ -503,6 +546,19 @@ def _chunk_writer(
 
 def _paid_headers(receipt: Mapping[str, JSON]) -> dict[str, str]:
     return {"payment-receipt": encode_receipt(receipt), "cache-control": "private"}
+
+
+async def check_contract(config: DevServerConfig, chain: ChainClient) -> None:
+    """Refuse to serve v2 where there is no reserve (say, a plain EVM devchain)."""
+    if config.session_protocol != "v2":
+        return
+    from mppagent.tempo.v2.backend import V2Backend
+
+    if not await V2Backend(chain).check_contract(config.reserve):
+        raise ConfigError(
+            f"session protocol v2 needs the TIP-1034 channel reserve at {config.reserve}, "
+            "and this chain has none there (a plain EVM devchain? serve v1 there)"
+        )
 
 
 def create_app(config: DevServerConfig) -> Starlette:

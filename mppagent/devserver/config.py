@@ -5,12 +5,23 @@ from __future__ import annotations
 import secrets
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretBytes,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from mppagent.devserver.faults import Billing, Fault
-from mppagent.tempo.hexutil import normalize_address
+from mppagent.tempo.hexutil import ZERO_ADDRESS, normalize_address
+from mppagent.tempo.v2.constants import RESERVE_ADDRESS
 
-__all__ = ["DevServerConfig"]
+__all__ = ["DevServerConfig", "SessionProtocol"]
+
+SessionProtocol = Literal["v1", "v2"]
 
 
 class DevServerConfig(BaseModel):
@@ -27,12 +38,19 @@ class DevServerConfig(BaseModel):
     server co-signs a payer's Tempo ``open``/``topUp`` as fee payer, paying in
     ``fee_token`` (advertised as the challenge's ``feeToken``; default: the
     session currency on a Tempo chain).
+
+    ``session_protocol`` picks the session protocol the challenges name
+    (``methodDetails.sessionProtocol``): ``"v2"`` (default, as today's providers
+    speak) settles through the TIP-1034 reserve at ``reserve`` (the canonical
+    address unless a compatible deployment is named) and announces ``operator``
+    (zero: none) for new channels' descriptors; ``"v1"`` through the
+    ``TempoStreamChannel`` escrow at ``escrow``, which v1 requires.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rpc_url: str
-    escrow: str
+    escrow: str | None = None
     token: str
     payee_private_key: SecretStr
     realm: str = "mppagent-devserver"
@@ -66,11 +84,33 @@ class DevServerConfig(BaseModel):
     contradictory_interval: float = Field(0.2, gt=0)
     sponsor_fees: bool = False
     fee_token: str | None = None
+    session_protocol: SessionProtocol = "v2"
+    reserve: str = RESERVE_ADDRESS
+    operator: str = ZERO_ADDRESS
 
-    @field_validator("escrow", "token")
+    @field_validator("token", "reserve", "operator")
     @classmethod
     def _address(cls, value: str) -> str:
         return normalize_address(value)
+
+    @field_validator("escrow")
+    @classmethod
+    def _escrow(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_address(value)
+
+    @model_validator(mode="after")
+    def _contract_named(self) -> DevServerConfig:
+        if self.session_protocol == "v1" and self.escrow is None:
+            raise ValueError("session protocol v1 needs the escrow contract's address (escrow)")
+        return self
+
+    @property
+    def contract(self) -> str:
+        """The contract this server's channels live in: the v1 escrow or the v2 reserve."""
+        if self.session_protocol == "v2":
+            return self.reserve
+        assert self.escrow is not None  # _contract_named
+        return self.escrow
 
     @field_validator("fee_token")
     @classmethod

@@ -10,11 +10,13 @@ Per channel, verification and balance changes are serialised by a lock, and
 each accepted voucher or charge is committed to :class:`ServerState` before
 anything relies on it.
 
-Voucher signatures are stored in the one form every v1 escrow redeems
-(65-byte r‖s‖v, v = 27/28, low s; see
-:func:`~mppagent.tempo.voucher.redeemable_signature`): 64-byte EIP-2098
-signatures are expanded to it, v = 0/1 and high-s ones are refused with
-``invalid-signature``, so the server never accepts a voucher it cannot collect.
+What differs between session protocols -- checking open and top-up
+transactions, deriving channel ids, reading channel state, which voucher
+signatures are valid, how a channel is closed -- is a
+:class:`~mppagent.devserver.backend.ServerBackend` (v1: the escrow, v2: the
+TIP-1034 reserve; ``DevServerConfig.session_protocol``). Voucher signatures are
+stored in the one form the contract redeems, so the server never accepts a
+voucher it cannot collect.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ import asyncio
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
+from mppagent.devserver.backend import LaterPayload, ServerBackend
+from mppagent.devserver.backend_v1 import V1ServerBackend
+from mppagent.devserver.backend_v2 import V2ServerBackend
 from mppagent.devserver.config import DevServerConfig
 from mppagent.devserver.faults import Billing, Fault
-from mppagent.devserver.payer_tx import PayerTransaction, read_payer_transaction
+from mppagent.devserver.snapshot import session_snapshot
 from mppagent.devserver.state import ServerChannel, ServerState
+from mppagent.devserver.terms import PayeeTerms, refused
 from mppagent.errors import ChainError
 from mppagent.logging import get_logger
 from mppagent.protocol import (
@@ -41,18 +46,15 @@ from mppagent.protocol import (
     Credential,
     DeltaTooSmallProblem,
     InvalidChallengeProblem,
-    InvalidSignatureProblem,
     MalformedCredentialProblem,
     MethodUnsupportedProblem,
     PaymentError,
     ProblemError,
-    SignerMismatchProblem,
     VerificationFailedProblem,
     format_rfc3339,
 )
 from mppagent.tempo.chain import ChainClient, ContractReverted, Wallet
-from mppagent.tempo.channel_id import compute_channel_id
-from mppagent.tempo.escrow import ChannelState, Escrow, Token
+from mppagent.tempo.escrow import ChannelState, Token
 from mppagent.tempo.hexutil import normalize_address
 from mppagent.tempo.schemas import (
     ClosePayload,
@@ -60,12 +62,6 @@ from mppagent.tempo.schemas import (
     TopUpPayload,
     VoucherPayload,
     parse_payload,
-)
-from mppagent.tempo.transactions import InvalidTransaction
-from mppagent.tempo.voucher import (
-    InvalidSignature,
-    recover_voucher_signer,
-    redeemable_signature,
 )
 
 __all__ = ["Accepted", "RateLimited", "SessionPayee"]
@@ -132,11 +128,24 @@ class SessionPayee:
         self.state = state
         self.chain = chain
         self.chain_id = chain_id
-        self.escrow = Escrow(chain, config.escrow)
         self.wallet = Wallet(config.payee_private_key.get_secret_value())
         self.payee = normalize_address(self.wallet.address)
         self.token = config.token
         self.fee_token = config.fee_token or (config.token if config.sponsor_fees else None)
+        terms = PayeeTerms(
+            chain=chain,
+            chain_id=chain_id,
+            wallet=self.wallet,
+            payee=self.payee,
+            token=self.token,
+            contract=config.contract,
+            operator=config.operator,
+            fee_payer=self.wallet if config.sponsor_fees else None,
+            fee_token=self.fee_token,
+        )
+        self.backend: ServerBackend = (
+            V2ServerBackend(terms) if config.session_protocol == "v2" else V1ServerBackend(terms)
+        )
         self._secret = config.challenge_secret.get_secret_value()
         self._locks: dict[str, asyncio.Lock] = {}
         self._voucher_events: dict[str, asyncio.Event] = {}
@@ -151,7 +160,11 @@ class SessionPayee:
 
     def request_data(self) -> dict[str, JSON]:
         """The decoded ``request`` of this server's challenges."""
-        details: dict[str, JSON] = {"escrowContract": self.config.escrow, "chainId": self.chain_id}
+        details: dict[str, JSON] = {
+            "escrowContract": self.backend.contract,
+            "chainId": self.chain_id,
+            **self.backend.method_details(),
+        }
         if self.config.min_voucher_delta is not None:
             details["minVoucherDelta"] = str(self.config.min_voucher_delta)
         if self.config.sponsor_fees:
@@ -167,14 +180,38 @@ class SessionPayee:
             "methodDetails": details,
         }
 
-    def issue_challenge(self) -> Challenge:
-        """A fresh HMAC-bound challenge that expires after ``challenge_ttl`` seconds."""
+    def snapshot(self, channel_id: str | None) -> dict[str, JSON] | None:
+        """The ``sessionSnapshot`` of one of our open v2 channels (``None`` otherwise)."""
+        if self.backend.protocol != "v2" or not channel_id:
+            return None
+        channel = self.state.get(channel_id.lower())
+        if channel is None:
+            return None
+        return session_snapshot(
+            channel,
+            reserve=self.backend.contract,
+            chain_id=self.chain_id,
+            price=self.config.price_per_token,
+        )
+
+    def issue_challenge(self, snapshot: dict[str, JSON] | None = None) -> Challenge:
+        """A fresh HMAC-bound challenge that expires after ``challenge_ttl`` seconds.
+
+        With a ``snapshot`` (:meth:`snapshot`) the challenge suggests resuming that
+        channel: ``methodDetails.channelId`` and ``methodDetails.sessionSnapshot``.
+        """
+        request = self.request_data()
+        if snapshot is not None:
+            details = request["methodDetails"]
+            assert isinstance(details, dict)
+            details["channelId"] = snapshot["channelId"]
+            details["sessionSnapshot"] = snapshot
         return Challenge.issue(
             secret=self._secret,
             realm=self.config.realm,
             method="tempo",
             intent="session",
-            request=self.request_data(),
+            request=request,
             expires=datetime.now(UTC) + timedelta(seconds=self.config.challenge_ttl),
             description="Pay per token for this completion",
         )
@@ -210,53 +247,39 @@ class SessionPayee:
             raise MalformedCredentialProblem(str(exc)) from None
         challenge = self.verified_challenge(credential, top_up=isinstance(payload, TopUpPayload))
         if isinstance(payload, OpenPayload):
-            return await self._open(payload, challenge)
+            return await self._open(payload, challenge, credential.source)
         faults = faults | self.stream_faults.get(payload.channel_id, frozenset())
         if Fault.GONE in faults and self.state.get(payload.channel_id) is not None:
             raise ChannelNotFoundProblem(
                 "channel not found", extras={"channelId": payload.channel_id}
             )
+        channel = await self._known_channel(payload, credential.source)
         if isinstance(payload, TopUpPayload):
-            return await self._top_up(payload, challenge)
+            return await self._top_up(payload, channel, challenge)
         if isinstance(payload, VoucherPayload):
-            return await self._voucher(payload, challenge, faults)
-        return await self._close(payload, challenge)
+            return await self._voucher(payload, channel, challenge, faults)
+        return await self._close(payload, channel, challenge)
 
     # -- open ------------------------------------------------------------------------------
 
-    async def _open(self, payload: OpenPayload, challenge: Challenge) -> Accepted:
-        tx = self._payer_transaction(payload.transaction, "open")
-        call = tx.call
-        if call.args["payee"] != self.payee:
-            raise VerificationFailedProblem("the open transaction pays another payee")
-        if call.args["token"] != self.token:
-            raise VerificationFailedProblem("the open transaction uses another token")
-        signer = str(call.args["authorizedSigner"])
-        channel_id = compute_channel_id(
-            tx.sender,
-            self.payee,
-            self.token,
-            str(call.args["salt"]),
-            signer,
-            self.config.escrow,
-            self.chain_id,
-        )
-        if channel_id != payload.channel_id:
-            raise VerificationFailedProblem("channelId does not match the open transaction")
-        if payload.authorized_signer is not None and payload.authorized_signer != signer:
-            raise VerificationFailedProblem("authorizedSigner does not match the transaction")
+    async def _open(
+        self, payload: OpenPayload, challenge: Challenge, source: str | None
+    ) -> Accepted:
+        checked = self.backend.check_open(payload, source)
+        channel_id, tx = checked.channel_id, checked.tx
         async with self.lock(channel_id):
-            state = await self._chain_state(channel_id, fresh=True)
+            state = await self._chain_state(channel_id, checked.descriptor, fresh=True)
             if not state.exists and not state.finalized:
                 try:
-                    await tx.broadcast(self.chain, "open")
+                    receipt = await tx.broadcast(self.chain, "open")
                 except ContractReverted as exc:
-                    raise VerificationFailedProblem(f"open reverted: {exc.error_name}") from None
+                    raise refused("open", exc) from None
                 except ChainError as exc:
                     raise VerificationFailedProblem(f"open could not be broadcast: {exc}") from None
-                state = await self._chain_state(channel_id, fresh=True)
+                self.backend.confirm_open(checked, receipt)
+                state = await self._chain_state(channel_id, checked.descriptor, fresh=True)
             self._check_usable(state)
-            initial_signature = self._verify_signature(
+            initial_signature = self.backend.redeemable(
                 payload.signature, channel_id, payload.cumulative_amount, state.expected_signer
             )
             if payload.cumulative_amount < state.settled:
@@ -278,56 +301,27 @@ class SessionPayee:
                     accepted=max(accepted, state.settled),
                     accepted_signature=signature,
                     spent=max(existing.spent if existing else 0, state.settled),
+                    descriptor=checked.descriptor,
                 )
             )
         log.info("session.open", channel=channel_id, deposit=state.deposit)
         return Accepted("open", channel, challenge, tx.hash)
 
-    def _payer_transaction(self, raw: str, action: Literal["open", "topUp"]) -> PayerTransaction:
-        """Decode and check an ``open``/``topUp`` transaction (co-signed if we sponsor fees)."""
-        try:
-            tx = read_payer_transaction(
-                raw,
-                action=action,
-                escrow=self.config.escrow,
-                currency=self.token,
-                fee_payer=self.wallet if self.config.sponsor_fees else None,
-                fee_token=self.fee_token,
-            )
-        except InvalidTransaction as exc:
-            raise VerificationFailedProblem(str(exc)) from None
-        if tx.chain_id != self.chain_id:
-            raise VerificationFailedProblem(f"the {action} transaction is for chain {tx.chain_id}")
-        return tx
-
     # -- top-up ----------------------------------------------------------------------------
 
-    async def _top_up(self, payload: TopUpPayload, challenge: Challenge) -> Accepted:
-        channel = await self._known_channel(payload.channel_id)
-        tx = self._payer_transaction(payload.transaction, "topUp")
-        call = tx.call
-        if call.args["channelId"] != payload.channel_id:
-            raise VerificationFailedProblem("the topUp transaction is for another channel")
-        if call.args["additionalDeposit"] != payload.additional_deposit:
-            raise VerificationFailedProblem("additionalDeposit does not match the transaction")
+    async def _top_up(
+        self, payload: TopUpPayload, channel: ServerChannel, challenge: Challenge
+    ) -> Accepted:
+        tx = self.backend.check_top_up(payload, channel)
         async with self.lock(channel.channel_id):
             try:
                 receipt = await tx.broadcast(self.chain, "topUp")
             except ContractReverted as exc:
-                raise VerificationFailedProblem(f"topUp reverted: {exc.error_name}") from None
+                raise refused("topUp", exc) from None
             except ChainError as exc:
                 raise VerificationFailedProblem(f"topUp could not be broadcast: {exc}") from None
-            topped = [
-                e
-                for e in self.escrow.events(receipt)
-                if e.name == "TopUp" and e.channel_id == channel.channel_id
-            ]
-            if (
-                not topped
-                or int(topped[0].values["additionalDeposit"]) != payload.additional_deposit
-            ):
-                raise VerificationFailedProblem("the topUp transaction did not add that deposit")
-            state = await self._chain_state(channel.channel_id, fresh=True)
+            self.backend.confirm_top_up(channel.channel_id, payload.additional_deposit, receipt)
+            state = await self._chain_state(channel.channel_id, channel.descriptor, fresh=True)
             if state.finalized:
                 raise ChannelFinalizedProblem(extras={"channelId": channel.channel_id})
             current = self.state.get(channel.channel_id) or channel
@@ -338,9 +332,12 @@ class SessionPayee:
     # -- vouchers ----------------------------------------------------------------------------
 
     async def _voucher(
-        self, payload: VoucherPayload, challenge: Challenge, faults: frozenset[Fault]
+        self,
+        payload: VoucherPayload,
+        channel: ServerChannel,
+        challenge: Challenge,
+        faults: frozenset[Fault],
     ) -> Accepted:
-        channel = await self._known_channel(payload.channel_id)
         if (
             payload.cumulative_amount == channel.accepted
             and payload.signature == channel.accepted_signature
@@ -374,10 +371,10 @@ class SessionPayee:
                 )
             if amount == channel.accepted and payload.signature == channel.accepted_signature:
                 return Accepted("voucher", channel, challenge)  # idempotent retry
-            state = await self._chain_state(channel.channel_id)
+            state = await self._chain_state(channel.channel_id, channel.descriptor)
             self._check_usable(state)
             try:
-                signature = self._verify_signature(
+                signature = self.backend.redeemable(
                     payload.signature, channel.channel_id, amount, state.expected_signer
                 )
             except ProblemError:
@@ -392,7 +389,8 @@ class SessionPayee:
                     extras={"channelId": channel.channel_id},
                 )
             if amount > state.deposit:
-                state = await self._chain_state(channel.channel_id, fresh=True)  # topped up since?
+                # Topped up since?
+                state = await self._chain_state(channel.channel_id, channel.descriptor, fresh=True)
             if amount > state.deposit:
                 raise AmountExceedsDepositProblem(
                     f"voucher {amount} exceeds the deposit {state.deposit}",
@@ -431,69 +429,59 @@ class SessionPayee:
 
     # -- close -------------------------------------------------------------------------------
 
-    async def _close(self, payload: ClosePayload, challenge: Challenge) -> Accepted:
+    async def _close(
+        self, payload: ClosePayload, channel: ServerChannel, challenge: Challenge
+    ) -> Accepted:
         """Close cooperatively, capturing exactly ``spent``.
 
-        The client may sign its close voucher for anything from ``spent`` to the
-        highest voucher we accepted (the reference SDK signs the last
-        ``acceptedCumulative`` it saw, which can exceed ``spent`` after an
-        interrupted stream). v1's ``close`` pays the payee the voucher's amount;
-        there is no separate capture figure. So the server redeems the lowest
-        voucher it holds at or above ``spent`` (none at all when ``spent`` is
-        already settled) and, when even that one exceeds ``spent``, transfers the
-        difference back to the payer right after the close: what the payee keeps
-        is ``spent``, never more than was consumed.
+        The client may sign its close voucher for anything from ``spent`` up to
+        what the protocol's backend allows (:meth:`ServerBackend.close_ceiling`:
+        the highest accepted voucher in v1, the deposit in v2) -- the reference
+        SDK signs the last cumulative it saw or signed, which can exceed
+        ``spent`` after an interrupted stream. The backend closes so that the
+        payee keeps ``spent``, never more than was consumed; where its close
+        cannot capture less than the redeemed voucher (v1) it reports the
+        difference as owed, and the payee transfers it back right after.
         """
-        channel = await self._known_channel(payload.channel_id)
         channel_id = channel.channel_id
         async with self.lock(channel_id):
             channel = self.state.get(channel_id) or channel
-            state = await self._chain_state(channel_id, fresh=True)
+            state = await self._chain_state(channel_id, channel.descriptor, fresh=True)
             if state.finalized:
                 raise ChannelFinalizedProblem(extras={"channelId": channel_id})
             spent = max(channel.spent, state.settled)
-            highest = max(channel.accepted, spent)
+            highest = self.backend.close_ceiling(max(channel.accepted, spent), state.deposit)
             amount = payload.cumulative_amount
             if not spent <= amount <= highest:
                 raise VerificationFailedProblem(
-                    f"the close voucher must be for {spent} (spent) up to {highest} "
-                    "(the highest accepted voucher)",
+                    f"the close voucher must be for {spent} (spent) up to {highest}",
                     extras={
                         "channelId": channel_id,
                         "requiredCloseAmount": str(spent),
-                        "acceptedCumulative": str(highest),
+                        "acceptedCumulative": str(max(channel.accepted, spent)),
                     },
                 )
-            signature = self._verify_signature(
+            signature = self.backend.redeemable(
                 payload.signature, channel_id, amount, state.expected_signer
             )
-            redeem, redeem_signature = _cheapest_voucher(
-                spent,
-                state.settled,
-                [(amount, signature), (channel.accepted, channel.accepted_signature)],
-            )
-            try:
-                tx = await self.escrow.sign_close(self.wallet, channel_id, redeem, redeem_signature)
-                await self.chain.send_and_wait(tx, context="close")
-            except ContractReverted as exc:
-                raise VerificationFailedProblem(f"close reverted: {exc.error_name}") from None
+            closed = await self.backend.close(channel, state, spent, (amount, signature))
             # The debt is recorded with the finalization, so a failed or interrupted refund
             # is retried (return_owed_refunds) rather than forgotten.
             channel = self.state.put(
                 replace(
                     channel,
                     finalized=True,
-                    close_tx=tx.hash,
+                    close_tx=closed.tx_hash,
                     settled=spent,
-                    refund_owed=redeem - spent,
+                    refund_owed=closed.refund_owed,
                 )
             )
             self._chain_seen.pop(channel_id, None)
             if channel.refund_owed:
                 channel = await self._return_overcapture(channel)
         self._wake(channel_id)
-        log.info("session.close", channel=channel_id, captured=spent, redeemed=redeem)
-        return Accepted("close", channel, challenge, tx.hash)
+        log.info("session.close", channel=channel_id, captured=spent, voucher=amount)
+        return Accepted("close", channel, challenge, closed.tx_hash)
 
     async def return_owed_refunds(self) -> None:
         """Retry every close refund still owed (a failed transfer or a crash after a close)."""
@@ -572,11 +560,14 @@ class SessionPayee:
 
     # -- internals -------------------------------------------------------------------------------
 
-    async def _known_channel(self, channel_id: str) -> ServerChannel:
+    async def _known_channel(self, payload: LaterPayload, source: str | None) -> ServerChannel:
+        """The channel ``payload`` names, adopted from the chain if this server lost it."""
+        channel_id = payload.channel_id
+        descriptor = self.backend.channel_descriptor(payload, source)
         channel = self.state.get(channel_id)
         if channel is None:
             # Opened elsewhere (or before a crash): adopt it if the chain says it is ours.
-            state = await self._chain_state(channel_id, fresh=True)
+            state = await self._chain_state(channel_id, descriptor, fresh=True)
             if state.cleared:
                 # Finalized (and wiped) on chain: nothing says it was ours, nothing can be paid.
                 raise ChannelFinalizedProblem(
@@ -597,19 +588,22 @@ class SessionPayee:
                     accepted_signature=None,
                     spent=state.settled,
                     finalized=state.finalized,
+                    descriptor=descriptor,
                 )
             )
         if channel.finalized:
             raise ChannelFinalizedProblem("the channel is closed", extras={"channelId": channel_id})
         return channel
 
-    async def _chain_state(self, channel_id: str, *, fresh: bool = False) -> ChannelState:
+    async def _chain_state(
+        self, channel_id: str, descriptor: str | None, *, fresh: bool = False
+    ) -> ChannelState:
         seen = self._chain_seen.get(channel_id)
         now = time.monotonic()
         if seen and not fresh and now - seen[0] < self.config.chain_check_interval:
             return seen[1]
         try:
-            state = await self.escrow.get_channel(channel_id)
+            state = await self.backend.read_state(channel_id, descriptor)
         except ChainError as exc:
             raise VerificationFailedProblem(
                 f"cannot read the channel from the chain: {exc}"
@@ -635,44 +629,9 @@ class SessionPayee:
                 extras={"channelId": state.channel_id},
             )
 
-    def _verify_signature(
-        self, signature: str, channel_id: str, amount: int, expected_signer: str
-    ) -> str:
-        """Check the voucher; return its signature in the form the escrow redeems."""
-        try:
-            redeemable = redeemable_signature(signature)
-            signer = recover_voucher_signer(
-                redeemable, channel_id, amount, self.config.escrow, self.chain_id
-            )
-        except InvalidSignature as exc:
-            raise InvalidSignatureProblem(str(exc), extras={"channelId": channel_id}) from None
-        if signer.lower() != expected_signer:
-            raise SignerMismatchProblem(
-                "the voucher is not signed by the channel's authorized signer",
-                extras={"channelId": channel_id},
-            )
-        return redeemable
-
     def _bucket(self, channel_id: str) -> _Bucket:
         bucket = self._buckets.get(channel_id)
         if bucket is None:
             bucket = _Bucket(self.config.voucher_rate_per_second, self.config.voucher_burst)
             self._buckets[channel_id] = bucket
         return bucket
-
-
-def _cheapest_voucher(
-    spent: int, settled: int, held: list[tuple[int, str | None]]
-) -> tuple[int, str]:
-    """The close call that overpays least: ``(amount, signature)`` to pass to ``close``.
-
-    ``spent >= settled``. When ``spent == settled`` a close at ``settled`` pays
-    nothing more and needs no signature. Otherwise the lowest held voucher at or
-    above ``spent`` (the caller guarantees the close voucher is one).
-    """
-    if spent == settled:
-        return settled, "0x"
-    usable = [(amount, sig) for amount, sig in held if sig is not None and amount >= spent]
-    amount, signature = min(usable, key=lambda pair: pair[0])
-    assert signature is not None
-    return amount, signature

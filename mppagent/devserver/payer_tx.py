@@ -1,39 +1,46 @@
 """The payer transaction inside an ``open`` or ``topUp`` credential, checked before broadcast.
 
 A credential's ``transaction`` is either an ordinary signed EIP-1559 (or
-legacy) transaction calling the escrow -- plain EVM chains -- or a Tempo
-transaction: a signed ``0x76`` batching ``approve`` + the escrow call, or,
-when the challenge offered fee sponsorship (``feePayer: true``), the
-sender-signed ``0x78`` hand-over (or ``0x76`` with the fee-payer placeholder)
-that this server co-signs as fee payer before broadcasting it.
+legacy) transaction calling the escrow -- plain EVM chains, session v1 only --
+or a Tempo transaction: a signed ``0x76``, or, when the challenge offered fee
+sponsorship (``feePayer: true``), the sender-signed ``0x78`` hand-over (or
+``0x76`` with the fee-payer placeholder) that this server co-signs as fee
+payer before broadcasting it.
 
 The server answers for what it broadcasts, and pays for what it co-signs, so
-every form is reduced to one checked :class:`EscrowCall` here: the calls of a
-Tempo transaction must be exactly what
-:func:`~mppagent.tempo.payer_calls.expect_payer_calls` allows for this payee's
-currency and escrow. A refusal is a :class:`PayerTransactionRefused` with a
-message fit for a ``verification-failed`` problem.
+reading is two steps: :func:`read_payer_transaction` decodes the envelope into a
+:class:`ReceivedTransaction` whose ``calls`` the session protocol's backend
+checks (exactly the calls it allows for this payee, currency and contract);
+only then does :meth:`ReceivedTransaction.prepare` co-sign it when fees are
+sponsored. A refusal is a :class:`PayerTransactionRefused` with a message fit
+for a ``verification-failed`` problem.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from mppagent.tempo.chain import ChainClient, SignedTransaction, Wallet
-from mppagent.tempo.escrow import EscrowCall, decode_payer_call
-from mppagent.tempo.payer_calls import expect_payer_calls
 from mppagent.tempo.tempo_chain import OutgoingTempoTransaction, send_tempo, sponsor
-from mppagent.tempo.tempotx import decode_tempo_transaction, is_tempo_transaction
+from mppagent.tempo.tempotx import (
+    Call,
+    SignedTempoTransaction,
+    decode_tempo_transaction,
+    is_tempo_transaction,
+)
 from mppagent.tempo.transactions import (
     InvalidTransaction,
     decode_signed_transaction,
     transaction_bytes,
 )
 
-__all__ = ["PayerTransaction", "PayerTransactionRefused", "read_payer_transaction"]
-
-Action = Literal["open", "topUp"]
+__all__ = [
+    "PayerTransaction",
+    "PayerTransactionRefused",
+    "ReceivedTransaction",
+    "read_payer_transaction",
+]
 
 MAX_SPONSORED_GAS = 3_000_000
 """The most gas this server pays for when it co-signs (an open on Tempo needs ~1.3M)."""
@@ -45,7 +52,7 @@ class PayerTransactionRefused(InvalidTransaction):
 
 @dataclass(frozen=True)
 class PayerTransaction:
-    """A checked payer transaction: who signed it, the escrow call, and what to broadcast.
+    """A checked payer transaction: who signed it and what to broadcast.
 
     ``outgoing`` is already co-signed when this server sponsors its fee, so
     ``hash`` is the hash that will appear on chain.
@@ -53,7 +60,6 @@ class PayerTransaction:
 
     sender: str
     chain_id: int | None
-    call: EscrowCall
     outgoing: SignedTransaction
 
     @property
@@ -68,57 +74,68 @@ class PayerTransaction:
         return await chain.send_and_wait(self.outgoing, context=context)
 
 
-def read_payer_transaction(
-    raw: str,
-    *,
-    action: Action,
-    escrow: str,
-    currency: str,
-    fee_payer: Wallet | None = None,
-    fee_token: str | None = None,
-) -> PayerTransaction:
-    """Decode and check ``raw`` for ``action``; co-sign it if ``fee_payer`` sponsors fees.
+@dataclass(frozen=True)
+class ReceivedTransaction:
+    """A decoded, not yet checked payer transaction.
 
-    ``fee_payer`` is this server's wallet when its challenges offer sponsorship
-    (``None``: a transaction asking for a fee payer is refused). ``fee_token`` is
-    the token the server pays sponsored fees in (default: the one the sender
-    suggested, else pathUSD).
+    ``calls`` is what it would execute (a plain EVM transaction as one call);
+    ``tempo`` the decoded Tempo transaction (``None`` for a plain one), whose
+    signing payload v2 derives the channel's ``expiringNonceHash`` from.
     """
+
+    raw: str
+    sender: str
+    chain_id: int | None
+    calls: tuple[Call, ...]
+    tempo: SignedTempoTransaction | None
+    evm: SignedTransaction | None
+
+    def prepare(self, fee_payer: Wallet | None, fee_token: str | None) -> PayerTransaction:
+        """What to broadcast, co-signed by ``fee_payer`` if the sender asked for one.
+
+        ``fee_payer`` is this server's wallet when its challenges offer
+        sponsorship (``None``: a transaction asking for a fee payer is refused).
+        ``fee_token`` is the token the server pays sponsored fees in (default:
+        the one the sender suggested, else pathUSD). Call only once the calls
+        have been checked.
+        """
+        if self.tempo is None:
+            assert self.evm is not None
+            return PayerTransaction(self.sender, self.chain_id, self.evm)
+        signed = self.tempo
+        if signed.awaiting_fee_payer:
+            if fee_payer is None:
+                raise PayerTransactionRefused(
+                    "the transaction asks for a fee payer, but this server does not sponsor fees"
+                )
+            if signed.tx.gas > MAX_SPONSORED_GAS:
+                raise PayerTransactionRefused(
+                    f"a sponsored transaction may use at most {MAX_SPONSORED_GAS} gas"
+                )
+            outgoing = sponsor(transaction_bytes(self.raw), fee_payer, fee_token)
+        else:  # the sender pays its own fee (or a fee payer already co-signed)
+            outgoing = OutgoingTempoTransaction.of(signed)
+        return PayerTransaction(self.sender, self.chain_id, outgoing)
+
+
+def read_payer_transaction(raw: str, *, tempo_only: bool = False) -> ReceivedTransaction:
+    """Decode ``raw`` (``tempo_only``: refuse anything but a Tempo transaction)."""
     data = transaction_bytes(raw)
-    if not is_tempo_transaction(data):
-        return _read_evm(raw, action=action, escrow=escrow)
-    signed = decode_tempo_transaction(data)
-    call = expect_payer_calls(signed.tx.calls, action=action, escrow=escrow, currency=currency)
-    if signed.awaiting_fee_payer:
-        if fee_payer is None:
-            raise PayerTransactionRefused(
-                "the transaction asks for a fee payer, but this server does not sponsor fees"
-            )
-        if signed.tx.gas > MAX_SPONSORED_GAS:
-            raise PayerTransactionRefused(
-                f"a sponsored transaction may use at most {MAX_SPONSORED_GAS} gas"
-            )
-        outgoing = sponsor(data, fee_payer, fee_token)
-    else:  # the sender pays its own fee (or a fee payer already co-signed)
-        outgoing = OutgoingTempoTransaction.of(signed)
-    return PayerTransaction(
-        sender=signed.sender, chain_id=signed.tx.chain_id, call=call, outgoing=outgoing
-    )
-
-
-def _read_evm(raw: str, *, action: Action, escrow: str) -> PayerTransaction:
+    if is_tempo_transaction(data):
+        signed = decode_tempo_transaction(data)
+        return ReceivedTransaction(
+            raw, signed.sender, signed.tx.chain_id, tuple(signed.tx.calls), signed, None
+        )
+    if tempo_only:
+        raise PayerTransactionRefused("this session protocol takes only Tempo (0x76) transactions")
     tx = decode_signed_transaction(raw)
-    noun = "open" if action == "open" else "topUp"
-    if tx.to != escrow:
-        raise PayerTransactionRefused(f"the {noun} transaction does not call this escrow")
-    if tx.value:
-        raise PayerTransactionRefused(f"the {noun} transaction sends native value")
-    call = decode_payer_call(tx.data)
-    if call is None or call.function != action:
-        raise PayerTransactionRefused(f"the transaction does not call {action}()")
-    return PayerTransaction(
-        sender=tx.sender,
-        chain_id=tx.chain_id,
-        call=call,
-        outgoing=SignedTransaction(raw, tx.hash, tx.nonce, tx.sender),
+    if tx.to is None:
+        raise PayerTransactionRefused("the transaction creates a contract")
+    return ReceivedTransaction(
+        raw,
+        tx.sender,
+        tx.chain_id,
+        (Call(tx.to, tx.data, tx.value),),
+        None,
+        SignedTransaction(raw, tx.hash, tx.nonce, tx.sender),
     )

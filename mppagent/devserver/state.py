@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS channels (
     finalized INTEGER NOT NULL DEFAULT 0,
     close_tx TEXT,
     refund_owed TEXT NOT NULL DEFAULT '0',
+    descriptor TEXT,
     updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -68,6 +69,9 @@ class ServerChannel:
     # What the close paid the payee beyond ``spent`` and the payee still has to send back
     # (v1's close pays the redeemed voucher's amount; see SessionPayee._close).
     refund_owed: int = 0
+    # v2: the channel's descriptor (JSON), without which the reserve cannot be asked to
+    # close it -- kept so a restarted server can still collect. ``None`` for v1 channels.
+    descriptor: str | None = None
 
     @property
     def expected_signer(self) -> str:
@@ -111,6 +115,8 @@ class ServerState:
             self._db.execute(
                 "ALTER TABLE channels ADD COLUMN refund_owed TEXT NOT NULL DEFAULT '0'"
             )
+        if "descriptor" not in columns:  # written before session protocol v2
+            self._db.execute("ALTER TABLE channels ADD COLUMN descriptor TEXT")
         self._cache: dict[str, ServerChannel] = {}
 
     def close(self) -> None:
@@ -126,8 +132,8 @@ class ServerState:
         with self._lock:
             row = self._db.execute(
                 "SELECT channel_id, payer, authorized_signer, deposit, settled, accepted,"
-                " accepted_signature, spent, finalized, close_tx, refund_owed FROM channels"
-                " WHERE channel_id = ?",
+                " accepted_signature, spent, finalized, close_tx, refund_owed, descriptor"
+                " FROM channels WHERE channel_id = ?",
                 (channel_id,),
             ).fetchone()
         if row is None:
@@ -144,6 +150,7 @@ class ServerState:
             finalized=bool(row[8]),
             close_tx=row[9],
             refund_owed=int(row[10]),
+            descriptor=row[11],
         )
         self._cache[channel_id] = channel
         return channel
@@ -154,13 +161,14 @@ class ServerState:
             self._db.execute(
                 "INSERT INTO channels (channel_id, payer, authorized_signer, deposit, settled,"
                 " accepted, accepted_signature, spent, finalized, close_tx, refund_owed,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " descriptor, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(channel_id) DO UPDATE SET payer=excluded.payer,"
                 " authorized_signer=excluded.authorized_signer, deposit=excluded.deposit,"
                 " settled=excluded.settled, accepted=excluded.accepted,"
                 " accepted_signature=excluded.accepted_signature, spent=excluded.spent,"
                 " finalized=excluded.finalized, close_tx=excluded.close_tx,"
-                " refund_owed=excluded.refund_owed, updated_at=excluded.updated_at",
+                " refund_owed=excluded.refund_owed, descriptor=excluded.descriptor,"
+                " updated_at=excluded.updated_at",
                 (
                     channel.channel_id,
                     channel.payer,
@@ -173,6 +181,7 @@ class ServerState:
                     int(channel.finalized),
                     channel.close_tx,
                     str(channel.refund_owed),
+                    channel.descriptor,
                     time.time(),
                 ),
             )

@@ -272,6 +272,7 @@ async def devserver_process(
         "token": chain.token,
         "payee_private_key": payee.private_key,
         "state_path": str(tmp_path / "devserver-state.db"),
+        "session_protocol": "v1",  # the plain EVM devchain has no v2 reserve
     }
     config.update(overrides)
     server = DevServerProcess(config, tmp_path / "devserver.log")

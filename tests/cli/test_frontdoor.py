@@ -13,10 +13,12 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from mppagent.devchain import DevAccount, DevChain
 from mppagent.devserver import DevServerConfig, RunningServer
+from mppagent.protocol import parse_challenges
 from tests.cli.helpers import chat_args, cli, faulty_request, lines, local_chat_args, spawn
 from tests.support import ServerFactory
 
@@ -101,6 +103,11 @@ def _devnet_env(chain: DevChain, payee: DevAccount, payer: DevAccount) -> dict[s
 
 
 async def _start_serve(env: dict[str, str], *args: str) -> tuple[Any, dict[str, Any]]:
+    """``serve`` on the (plain EVM) devnet of ``env``: session v1, its escrow."""
+    return await _start_serve_as(env, "--session-protocol", "v1", *args)
+
+
+async def _start_serve_as(env: dict[str, str], *args: str) -> tuple[Any, dict[str, Any]]:
     process = await spawn("serve", "--port", "0", "--json", *args, env=env)
     assert process.stdout is not None
     line = await asyncio.wait_for(process.stdout.readline(), 120)
@@ -196,6 +203,39 @@ async def test_serve_with_partial_chain_settings_says_what_is_missing(
     assert "MPPAGENT_PAYEE_KEY" in err
 
 
+async def test_serve_session_protocol_v2_by_default_and_only_where_a_reserve_is(
+    chain: DevChain, tempo_chain: DevChain, payee: DevAccount, payer: DevAccount, tmp_path: Path
+) -> None:
+    """v2 is the default; on a chain without the reserve it is refused up front, not later."""
+    env = _devnet_env(chain, payee, payer) | {"XDG_STATE_HOME": str(tmp_path / "state")}
+    code, _, err = await cli("serve", "--port", "0", "--state", ":memory:", env=env)
+    assert code == 2, err
+    assert "reserve" in err
+    code, _, err = await cli("serve", "--devnet", "--chain", "evm", "--port", "0", env=env)
+    assert code == 2, err
+    assert "--session-protocol v1" in err
+
+    tempo_env = _devnet_env(tempo_chain, tempo_chain.accounts[0], tempo_chain.accounts[1])
+    tempo_env |= {
+        "MPPAGENT_STORE": str(tmp_path / "client.db"),
+        "MPPAGENT_CONFIG": str(tmp_path / "absent.toml"),
+    }
+    process, serving = await _start_serve_as(tempo_env, "--state", ":memory:")
+    try:
+        assert serving["sessionProtocol"] == "v2"
+        assert serving["escrow"] == "0x4d50500000000000000000000000000000000000"
+        async with httpx.AsyncClient() as http:
+            response = await http.head(serving["baseUrl"] + "/chat/completions")
+        (challenge,) = parse_challenges(response.headers.get_list("www-authenticate"))
+        assert challenge.request_data["methodDetails"]["sessionProtocol"] == "v2"
+        # The README's three terminals, on the Tempo devnet: the CLI pays it over v2.
+        code, out, err = await cli(*local_chat_args(serving["baseUrl"], "hi"), env=tempo_env)
+        assert code == 0, err
+        assert lines(out)[-1]["type"] == "summary"
+    finally:
+        await _interrupt(process)
+
+
 async def test_busy_port_is_a_configuration_error(
     chain: DevChain, payee: DevAccount, payer: DevAccount
 ) -> None:
@@ -204,7 +244,9 @@ async def test_busy_port_is_a_configuration_error(
         held.listen()
         port = held.getsockname()[1]
         env = _devnet_env(chain, payee, payer)
-        code, _, err = await cli("serve", "--port", str(port), "--state", ":memory:", env=env)
+        code, _, err = await cli(
+            "serve", "--port", str(port), "--state", ":memory:", "--session-protocol", "v1", env=env
+        )
     assert code == 2, err
     assert f"127.0.0.1:{port}" in err
     assert "already in use" in err
@@ -357,6 +399,7 @@ async def test_client_and_server_on_different_chains(
             token=other.token,
             payee_private_key=other.accounts[0].private_key,
             state_path=":memory:",
+            session_protocol="v1",  # a plain EVM devchain: no v2 reserve
         )
         async with RunningServer(config) as server:
             code, _, err = await _chat(f"{server.url}/v1", payer_env, "--max-tokens", "5")

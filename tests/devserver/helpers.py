@@ -61,8 +61,12 @@ Payload = OpenPayload | TopUpPayload | VoucherPayload | ClosePayload
 
 
 def make_config(chain: DevChain, tmp_path: Path, **overrides: Any) -> DevServerConfig:
-    """A server paying accounts[0], with a known challenge secret and a fresh state file."""
+    """A v1 server paying accounts[0], with a known challenge secret and a fresh state file.
+
+    v1 because the payloads built here are v1's (``helpers_v2`` builds v2's).
+    """
     values: dict[str, Any] = {
+        "session_protocol": "v1",
         "rpc_url": chain.rpc_url,
         "escrow": chain.escrow,
         "token": chain.token,

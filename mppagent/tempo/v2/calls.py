@@ -29,10 +29,12 @@ __all__ = [
     "OpenCall",
     "ReserveState",
     "TopUpCall",
+    "ToppedUp",
     "decode_channel_closed",
     "decode_channel_opened",
     "decode_channel_state",
     "decode_payer_call",
+    "decode_top_up",
     "encode_close",
     "encode_get_channel_state",
     "encode_open",
@@ -267,6 +269,26 @@ def decode_channel_closed(topics: Sequence[bytes], data: bytes) -> ChannelClosed
         return None
     paid, refunded = abi_decode(["uint96", "uint96"], data)
     return ChannelClosed("0x" + bytes(topics[1]).hex(), int(paid), int(refunded))
+
+
+_TOP_UP_TOPIC = keccak(b"TopUp(bytes32,address,address,uint96,uint96)")
+
+
+@dataclass(frozen=True)
+class ToppedUp:
+    """A decoded ``TopUp`` event."""
+
+    channel_id: str
+    additional_deposit: int
+    new_deposit: int
+
+
+def decode_top_up(topics: Sequence[bytes], data: bytes) -> ToppedUp | None:
+    """Decode a ``TopUp`` log (``None`` if the log is another event)."""
+    if len(topics) != 4 or bytes(topics[0]) != _TOP_UP_TOPIC:
+        return None
+    added, deposit = abi_decode(["uint96", "uint96"], data)
+    return ToppedUp("0x" + bytes(topics[1]).hex(), int(added), int(deposit))
 
 
 def encode_get_channel_state(channel_id: str) -> bytes:
