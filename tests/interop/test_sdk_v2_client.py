@@ -10,18 +10,11 @@ times the price, and a close whose settlement on the reserve pays the payee exac
 ``spent`` and refunds the payer the rest (token balances exact to the unit, fees
 accounted from the fee manager's transfers), with the reserve's state deleted.
 
-Servers are a parameter (:data:`SERVER_KINDS`, :data:`CASES`): today the SDK's own v2
-server, the baseline. Our reference server joins as one more kind, an async context
-manager ``(chain, setup, tmp_path) -> PaidServer`` next to :func:`sdk_server`: start
-``RunningServer(DevServerConfig(...))`` on ``chain`` with the v2 session protocol,
-``fee_token=chain.fee_token``, ``sponsor_fees=setup.sponsored``, a ``suggested_deposit``
-small enough to run out within ``REQUESTS`` requests (the SDK opens with the suggested
-deposit and tops up by it) and a ``lookahead_tokens`` small enough for five rounds;
-yield its URL + ``CHAT``, its payee, ``body=chat_body(tokens)``, the data events a
-request streams and ``billed`` (per token: ``tokens * price_per_token``); stop it. Then
-``SERVER_KINDS["ours"] = ...`` and ``("ours", False), ("ours", True)`` in ``CASES``;
-once it offers the ``HEAD`` bootstrap (``setup.bootstrap``), ``"ours"`` in
-``RESUME_CASES`` too.
+Servers are a parameter (:data:`SERVER_KINDS`, :data:`CASES`): our reference server
+(:func:`our_server`, session v2) and the SDK's own v2 server, the baseline, each with
+the payer paying fees and with the server sponsoring them. Only the SDK's server offers
+the SDK's same-route ``HEAD`` bootstrap (a zero-amount charge proof), so only it runs
+the resume test.
 """
 
 from __future__ import annotations
@@ -36,6 +29,7 @@ from typing import Any
 import pytest
 
 from mppagent.devchain import DevAccount, DevChain
+from mppagent.devserver import DevServerConfig, RunningServer
 from mppagent.tempo.backend import ChannelTerms
 from mppagent.tempo.chain import ChainClient
 from mppagent.tempo.hexutil import keccak
@@ -51,7 +45,7 @@ from mppagent.tempo.v2.constants import RESERVE_ADDRESS
 from mppagent.tempo.v2.descriptor import ChannelDescriptor
 from tests.interop.driver import run_node_async
 from tests.interop.sdk_server import sdk_v2_server
-from tests.support import fresh_block, token_balances
+from tests.support import CHAT, chat_body, fresh_block, token_balances
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -126,8 +120,43 @@ async def sdk_server(
         )
 
 
-SERVER_KINDS: dict[str, ServerKind] = {"sdk": sdk_server}
-CASES = [("sdk", False), ("sdk", True)]
+OUR_PRICE = 25  # base units per token
+OUR_TOKENS = 40
+
+
+@asynccontextmanager
+async def our_server(
+    chain: DevChain, setup: ServerSetup, tmp_path: Path
+) -> AsyncIterator[PaidServer]:
+    """Our reference server, session v2: it bills per token and suggests a deposit of 30
+    tokens, so the client opens with that and tops up by as much as it runs out; its
+    look-ahead of 5 tokens makes every request several need-voucher rounds."""
+    payee = chain.accounts[1]
+    config = DevServerConfig(
+        rpc_url=chain.rpc_url,
+        token=chain.token,
+        payee_private_key=payee.private_key,
+        session_protocol="v2",
+        fee_token=chain.fee_token,
+        sponsor_fees=setup.sponsored,
+        suggested_deposit=30 * OUR_PRICE,
+        lookahead_tokens=5,
+        price_per_token=OUR_PRICE,
+        state_path=str(tmp_path / "server.db"),
+    )
+    async with RunningServer(config) as server:
+        yield PaidServer(
+            url=server.url + CHAT,
+            payee=payee.address,
+            events=OUR_TOKENS + 2,  # the role-only first chunk and the finish chunk
+            billed=lambda events: (events - 2) * OUR_PRICE,
+            sponsored=setup.sponsored,
+            body=chat_body(OUR_TOKENS),
+        )
+
+
+SERVER_KINDS: dict[str, ServerKind] = {"ours": our_server, "sdk": sdk_server}
+CASES = [("ours", False), ("ours", True), ("sdk", False), ("sdk", True)]
 RESUME_CASES = ["sdk"]  # kinds whose server offers the HEAD bootstrap
 
 
