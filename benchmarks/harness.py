@@ -40,6 +40,9 @@ async def devserver(chain: DevChain, payee: DevAccount, **config: Any) -> AsyncI
         "rpc_url": chain.rpc_url,
         "escrow": chain.escrow,
         "token": chain.token,
+        # v2 needs the reserve, which only the Tempo devchain has; plain anvil speaks v1.
+        "session_protocol": "v2" if chain.network == "tempo" else "v1",
+        "fee_token": chain.fee_token,
         "payee_private_key": payee.private_key,
         "auth_mode": "either",
         "api_keys": [API_KEY],

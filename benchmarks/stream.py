@@ -8,10 +8,16 @@ interval of 100), and the stall from need-voucher event to accepted voucher
 (p50/p99; goal p50 <= 5 ms on loopback).
 
     .venv/bin/python benchmarks/stream.py [--tokens 20000] [--runs 3] [--intervals 10,100,1000]
-        [--chain evm|tempo]
+        [--chain evm|tempo] [--protocols v1,v2] [--sdk]
 
 ``--chain tempo`` runs on anvil in Tempo mode (T4): pathUSD is the currency,
 the channel is opened with one ``0x76`` (outside the timing, as on ``evm``).
+``--protocols`` runs the server in each session protocol in turn (v2, the default
+on Tempo, needs the Tempo chain's reserve; plain anvil speaks v1). ``--sdk`` adds,
+against the same v2 server and in the same run, the reference SDK's own client
+(mppx's session manager, ``tests/interop/node/sdk_v2_client.mjs`` with its wire
+recorder off): its per-request time from inside Node, the channel opened by a
+first request outside the timing.
 """
 
 from __future__ import annotations
@@ -72,8 +78,50 @@ async def paid(agent: Agent, url: str, tokens: int) -> float:
     return elapsed
 
 
+SDK_DRIVER = Path(__file__).resolve().parent.parent / "tests/interop/node/sdk_v2_client.mjs"
+
+
+async def sdk_paid(chain: DevChain, url: str, tokens: int, runs: int) -> list[float]:
+    """Seconds per request for the SDK's client reading ``tokens`` tokens, ``runs`` times."""
+    payer = chain.accounts[2]
+    payload = {
+        "rpcUrl": chain.rpc_url,
+        "chainId": chain.chain_id,
+        "payerKey": payer.private_key,
+        "url": url,
+        "body": body(tokens),
+        "requests": runs + 1,  # the first opens the channel: not timed
+        "close": False,
+        "record": False,
+    }
+    process = await asyncio.create_subprocess_exec(
+        "node",
+        str(SDK_DRIVER),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=SDK_DRIVER.parents[3],
+    )
+    out, err = await process.communicate(json.dumps(payload).encode())
+    if process.returncode != 0:
+        raise RuntimeError(f"the SDK client failed: {err.decode()[-2000:]}")
+    report = json.loads(out)
+    if report["errors"]:
+        raise RuntimeError(f"the SDK client failed: {report['errors']}")
+    requests = report["requests"][1:]
+    for request in requests:
+        assert request["messages"] >= tokens, request
+    return [float(r["ms"]) / 1000 for r in requests]
+
+
 async def measure(
-    chain: DevChain, interval: int, tokens: int, runs: int, rate: float | None
+    chain: DevChain,
+    interval: int,
+    tokens: int,
+    runs: int,
+    rate: float | None,
+    protocol: str,
+    sdk: bool,
 ) -> dict[str, object]:
     payee, payer = chain.accounts[0], chain.accounts[1]
     price = 25
@@ -86,6 +134,7 @@ async def measure(
         suggested_deposit=deposit,
         price_per_token=price,
         tokens_per_second=rate,
+        session_protocol=protocol,
     ) as server:
         with tempfile.TemporaryDirectory() as tmp:
             events: list[PaymentEvent] = []
@@ -105,9 +154,12 @@ async def measure(
                     unpaid_s.append(await unpaid(server.chat, tokens))
                     paid_s.append(await paid(agent, server.chat, tokens))
                 stalls = [e.seconds * 1000 for e in events if e.kind == "voucher"]
+        sdk_s = await sdk_paid(chain, server.chat, tokens, runs) if sdk else []
     unpaid_rate = tokens / statistics.median(unpaid_s)
     paid_rate = tokens / statistics.median(paid_s)
+    sdk_rate = tokens / statistics.median(sdk_s) if sdk_s else None
     return {
+        "protocol": protocol,
         "interval": interval,
         "tokens": tokens,
         "unpaid_tokens_per_s": round(unpaid_rate),
@@ -116,6 +168,8 @@ async def measure(
         "vouchers": len(stalls),
         "stall_p50_ms": round(percentile(stalls, 50), 2) if stalls else None,
         "stall_p99_ms": round(percentile(stalls, 99), 2) if stalls else None,
+        "sdk_tokens_per_s": round(sdk_rate) if sdk_rate else None,
+        "sdk_ratio": round(sdk_rate / unpaid_rate, 3) if sdk_rate else None,
     }
 
 
@@ -131,12 +185,26 @@ async def main() -> None:
         help="server pace in tokens/s (default: as fast as possible)",
     )
     parser.add_argument("--chain", choices=["evm", "tempo"], default="evm", help="anvil mode")
+    parser.add_argument(
+        "--protocols", default=None, help="session protocols, e.g. v1,v2 (default: the chain's)"
+    )
+    parser.add_argument("--sdk", action="store_true", help="also time the SDK's v2 client")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    chain = await DevChain.start(accounts=2, tokens_per_account=10_000 * 10**6, network=args.chain)
+    protocols = (args.protocols or ("v2" if args.chain == "tempo" else "v1")).split(",")
+    chain = await DevChain.start(accounts=3, tokens_per_account=10_000 * 10**6, network=args.chain)
     try:
         results = [
-            await measure(chain, int(i), args.tokens, args.runs, args.rate)
+            await measure(
+                chain,
+                int(i),
+                args.tokens,
+                args.runs,
+                args.rate,
+                protocol,
+                args.sdk and protocol == "v2",
+            )
+            for protocol in protocols
             for i in args.intervals.split(",")
         ]
     finally:
@@ -152,14 +220,16 @@ async def main() -> None:
         f"{args.chain} chain"
     )
     print(
-        f"{'interval':>8} {'unpaid tok/s':>13} {'paid tok/s':>11} {'ratio':>6} "
-        f"{'vouchers':>8} {'stall p50 ms':>13} {'stall p99 ms':>13}"
+        f"{'proto':>5} {'interval':>8} {'unpaid tok/s':>13} {'paid tok/s':>11} {'ratio':>6} "
+        f"{'vouchers':>8} {'stall p50 ms':>13} {'stall p99 ms':>13} {'SDK tok/s':>10} "
+        f"{'SDK ratio':>9}"
     )
     for r in results:
         print(
-            f"{r['interval']:>8} {r['unpaid_tokens_per_s']:>13} {r['paid_tokens_per_s']:>11} "
-            f"{r['ratio']:>6} {r['vouchers']:>8} {r['stall_p50_ms']!s:>13} "
-            f"{r['stall_p99_ms']!s:>13}"
+            f"{r['protocol']:>5} {r['interval']:>8} {r['unpaid_tokens_per_s']:>13} "
+            f"{r['paid_tokens_per_s']:>11} {r['ratio']:>6} {r['vouchers']:>8} "
+            f"{r['stall_p50_ms']!s:>13} {r['stall_p99_ms']!s:>13} "
+            f"{r['sdk_tokens_per_s']!s:>10} {r['sdk_ratio']!s:>9}"
         )
 
 
