@@ -118,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default="mpp-fake-thinking", help="fake model name (default mpp-fake-thinking)"
     )
     _chain_option(demo)
+    demo.add_argument(
+        "--session-protocol",
+        choices=["v2", "v1"],
+        default=None,
+        help="session protocol: v2 (the TIP-1034 channel reserve; default on the Tempo chain) "
+        "or v1 (the TempoStreamChannel escrow; the only one on --chain evm)",
+    )
 
     chat = sub.add_parser("chat", parents=[common], help="stream a paid chat completion")
     chat.add_argument("prompt", nargs="?", help="the prompt (default: read stdin)")

@@ -1,13 +1,14 @@
 """``mppagent demo``: a complete paid LLM session on this machine, start to settlement.
 
 Starts anvil -- by default in Tempo mode (T4), where the session currency and
-the fee token are pathUSD and the channel is opened with one ``0x76``
-transaction; ``--chain evm`` for plain anvil and the test token tUSD --
-with the escrow deployed, funds a demo wallet, runs the
-reference server on loopback, streams a paid chat completion through the whole
-path (402 → open → need-voucher rounds → final receipt), closes the channel
-cooperatively and prints the settlement as the chain records it. Everything it
-started is stopped again, also on Ctrl-C.
+the fee token are pathUSD, the session protocol is v2 (the TIP-1034 channel
+reserve; ``--session-protocol v1`` for the v1 escrow) and the channel is opened
+with one ``0x76`` transaction; ``--chain evm`` for plain anvil, the test token
+tUSD and v1 -- funds a demo wallet, runs the reference server on loopback,
+streams a paid chat completion through the whole path (402 → open → need-voucher
+rounds → final receipt), closes the channel cooperatively and prints the
+settlement as the chain records it. Everything it started is stopped again, also
+on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import statistics
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from mppagent.agent import Agent
 from mppagent.cli.common import run_async
@@ -24,6 +26,7 @@ from mppagent.cli.display import StreamDisplay, payment_observer
 from mppagent.cli.output import Output, format_units
 from mppagent.devchain import DevChain
 from mppagent.devserver import DevServerConfig, RunningServer
+from mppagent.errors import ConfigError
 from mppagent.llm.chat import build_chat_request, parse_chunk
 from mppagent.session.policy import SpendPolicy
 from mppagent.session.store import SqliteChannelStore
@@ -41,7 +44,16 @@ def run(args: argparse.Namespace, out: Output) -> int:
     return run_async(args, lambda: _demo(args, out))
 
 
+def _protocol(args: argparse.Namespace, network: str) -> Literal["v1", "v2"]:
+    """v2 (the reserve) on the Tempo devchain unless asked; a plain EVM one has only v1."""
+    chosen: Literal["v1", "v2"] | None = args.session_protocol
+    if chosen == "v2" and network != "tempo":
+        raise ConfigError("session protocol v2 needs the Tempo chain's reserve: drop --chain evm")
+    return chosen or ("v2" if network == "tempo" else "v1")
+
+
 async def _demo(args: argparse.Namespace, out: Output) -> int:
+    _protocol(args, args.chain)  # refuse v2 on plain anvil before starting anything
     out.say("mppagent demo: a paid LLM session, entirely on this machine")
     with tempfile.TemporaryDirectory(prefix="mppagent-demo-") as tmp:
         chain = await DevChain.start(accounts=2, network=args.chain)
@@ -65,8 +77,7 @@ async def _session(args: argparse.Namespace, out: Output, chain: DevChain, tmp: 
         tokens_per_second=args.rate or None,
         state_path=str(tmp / "server.db"),
         fee_token=chain.fee_token,
-        # v2 (the reserve) on the Tempo devchain; a plain EVM one has only the v1 escrow.
-        session_protocol="v2" if chain.network == "tempo" else "v1",
+        session_protocol=_protocol(args, chain.network),
     )
     client = chain.client()
     try:
@@ -88,10 +99,9 @@ async def _paid_session(
     async with RunningServer(config) as server:
         url = f"{server.url}/v1/chat/completions"
         out.say(f"  chain   anvil at {chain.rpc_url} (chain {chain.chain_id})")
-        out.say(
-            f"          session {config.session_protocol}, contract {config.contract}, "
-            f"token {unit} {chain.token}"
-        )
+        kind = "TIP-1034 channel reserve" if config.session_protocol == "v2" else "v1 escrow"
+        out.say(f"  session {config.session_protocol}: {kind} at {config.contract}")
+        out.say(f"          token {unit} {chain.token}")
         if chain.fee_token is not None:
             out.say(f"          Tempo mode: 0x76 transactions, fees paid in {unit}")
         out.say(f"  server  {url}, {PRICE} base units ({format_units(PRICE)} {unit}) per token")

@@ -29,13 +29,18 @@ async def test_help_and_usage_errors() -> None:
     assert "unrecognized arguments" in err
 
 
-@pytest.mark.parametrize("chain", ["tempo", "evm"])
-async def test_demo_json_settles_exactly(chain: str) -> None:
-    """Tempo is the default: pathUSD, fees in pathUSD on top; plain EVM: to the base unit."""
+@pytest.mark.parametrize(("chain", "protocol"), [("tempo", "v2"), ("tempo", "v1"), ("evm", "v1")])
+async def test_demo_json_settles_exactly(chain: str, protocol: str) -> None:
+    """Tempo and session v2 are the default: pathUSD, fees in pathUSD on top; v1 on
+    request; plain EVM (v1 only): to the base unit."""
     args = ("--chain", chain) if chain == "evm" else ()
+    if (chain, protocol) == ("tempo", "v1"):
+        args = ("--session-protocol", "v1")
     code, out, err = await cli("demo", "--json", "--tokens", "120", "--rate", "0", *args)
     assert code == 0, err
     records = lines(out)
+    (setup,) = [r for r in records if r["type"] == "setup"]
+    assert setup["sessionProtocol"] == protocol
     summary = records[-1]
     assert summary["type"] == "summary"
     assert summary["tokens"] == "120"
@@ -53,6 +58,13 @@ async def test_demo_json_settles_exactly(chain: str) -> None:
     kinds = [r["kind"] for r in records if r["type"] == "payment"]
     assert kinds[:3] == ["challenge", "open", "receipt"]
     assert "final_receipt" in kinds
+
+
+async def test_demo_refuses_v2_on_plain_anvil_before_starting_anything() -> None:
+    code, out, err = await cli("demo", "--chain", "evm", "--session-protocol", "v2")
+    assert code == 2
+    assert "v2 needs the Tempo chain" in err
+    assert out == ""
 
 
 async def test_chat_streams_and_reports_json(
