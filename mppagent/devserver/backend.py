@@ -20,11 +20,11 @@ from typing import Any, Literal, Protocol
 
 from mppagent.devserver.payer_tx import PayerTransaction
 from mppagent.devserver.state import ServerChannel
-from mppagent.protocol import JSON
+from mppagent.protocol import JSON, SignerMismatchProblem
 from mppagent.tempo.escrow import ChannelState
 from mppagent.tempo.schemas import ClosePayload, OpenPayload, TopUpPayload, VoucherPayload
 
-__all__ = ["CheckedOpen", "ClosedChannel", "ServerBackend"]
+__all__ = ["CheckedOpen", "ClosedChannel", "ServerBackend", "require_signer"]
 
 LaterPayload = TopUpPayload | VoucherPayload | ClosePayload
 """Every payload after the open: each names an existing channel."""
@@ -116,3 +116,12 @@ class ServerBackend(Protocol):
     ) -> ClosedChannel:
         """Close ``channel`` so the payee keeps exactly ``spent`` (``voucher``: the close's)."""
         ...
+
+
+def require_signer(recovered: str, signer: str, channel_id: str) -> None:
+    """Refuse a voucher that ``signer`` (the channel's authorized signer) did not sign."""
+    if recovered.lower() != signer:
+        raise SignerMismatchProblem(
+            "the voucher is not signed by the channel's authorized signer",
+            extras={"channelId": channel_id},
+        )

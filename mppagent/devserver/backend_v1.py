@@ -17,14 +17,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from mppagent.devserver.backend import CheckedOpen, ClosedChannel, LaterPayload
+from mppagent.devserver.backend import (
+    CheckedOpen,
+    ClosedChannel,
+    LaterPayload,
+    require_signer,
+)
 from mppagent.devserver.payer_tx import PayerTransaction, read_payer_transaction
 from mppagent.devserver.state import ServerChannel
 from mppagent.devserver.terms import PayeeTerms, refused
 from mppagent.protocol import (
     JSON,
     InvalidSignatureProblem,
-    SignerMismatchProblem,
     VerificationFailedProblem,
 )
 from mppagent.tempo.chain import ContractReverted
@@ -136,11 +140,7 @@ class V1ServerBackend:
             )
         except InvalidSignature as exc:
             raise InvalidSignatureProblem(str(exc), extras={"channelId": channel_id}) from None
-        if recovered.lower() != signer:
-            raise SignerMismatchProblem(
-                "the voucher is not signed by the channel's authorized signer",
-                extras={"channelId": channel_id},
-            )
+        require_signer(recovered, signer, channel_id)
         return redeemable
 
     def close_ceiling(self, accepted: int, deposit: int) -> int:

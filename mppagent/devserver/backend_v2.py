@@ -30,7 +30,12 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
-from mppagent.devserver.backend import CheckedOpen, ClosedChannel, LaterPayload
+from mppagent.devserver.backend import (
+    CheckedOpen,
+    ClosedChannel,
+    LaterPayload,
+    require_signer,
+)
 from mppagent.devserver.payer_tx import (
     PayerTransaction,
     ReceivedTransaction,
@@ -42,7 +47,6 @@ from mppagent.errors import ProtocolError
 from mppagent.protocol import (
     JSON,
     InvalidSignatureProblem,
-    SignerMismatchProblem,
     VerificationFailedProblem,
 )
 from mppagent.protocol.did import parse_did_pkh
@@ -288,11 +292,7 @@ class V2ServerBackend:
             )
         except (InvalidSignature, AmountOutOfRange) as exc:
             raise InvalidSignatureProblem(str(exc), extras={"channelId": channel_id}) from None
-        if recovered.lower() != signer:
-            raise SignerMismatchProblem(
-                "the voucher is not signed by the channel's authorized signer",
-                extras={"channelId": channel_id},
-            )
+        require_signer(recovered, signer, channel_id)
         return signature.lower()
 
     def close_ceiling(self, accepted: int, deposit: int) -> int:
