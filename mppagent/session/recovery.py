@@ -65,7 +65,16 @@ class Recovery:
 
     async def read(self, record: ChannelRecord) -> ChannelState:
         """The channel as the chain has it."""
-        return await self.ctx.backend_for(record).read_channel(terms_of(record), record.channel_id)
+        return await self.ctx.backend_for(record).read_channel(
+            terms_of(record), record.channel_id, opened_tx=self._opened_tx(record)
+        )
+
+    def _opened_tx(self, record: ChannelRecord) -> str | None:
+        """The hash of the open this store saw confirmed: close logs are searched from it."""
+        confirmed = self.ctx.store.operations(
+            record.channel_id, kind=OperationKind.OPEN, state=OperationState.CONFIRMED
+        )
+        return next((op.tx_hash for op in confirmed if op.tx_hash), None)
 
     async def reconcile(self, channel_id: str) -> ChannelRecord:
         """Bring one record in line with the chain (deposit, settlement, closure)."""
@@ -84,7 +93,9 @@ class Recovery:
     async def _final_settled(self, record: ChannelRecord) -> int:
         """What a wiped (finalized) channel paid: only its close event says."""
         backend = self.ctx.backend_for(record)
-        settled = await backend.final_settled(record.scope.escrow, record.channel_id)
+        settled = await backend.final_settled(
+            record.scope.escrow, record.channel_id, opened_tx=self._opened_tx(record)
+        )
         return record.settled if settled is None else settled
 
     def _event_for(self, record: ChannelRecord, state: ChannelState) -> Event | None:

@@ -156,11 +156,15 @@ class SessionBackend(Protocol):
         """The ``close`` credential payload."""
         ...
 
-    async def read_channel(self, terms: ChannelTerms, channel_id: str) -> ChannelState:
+    async def read_channel(
+        self, terms: ChannelTerms, channel_id: str, *, opened_tx: str | None = None
+    ) -> ChannelState:
         """The channel as the chain has it.
 
         A closed channel reads as ``finalized`` (with what it paid out), also where
         the contract forgets closed channels; one the chain never saw does not exist.
+        ``opened_tx``, the hash of the transaction that opened it if known, bounds
+        the search for its close event to the blocks since.
         """
         ...
 
@@ -186,10 +190,14 @@ class SessionBackend(Protocol):
         """Amounts a transaction's close event paid and refunded (``None``: no close)."""
         ...
 
-    async def final_settled(self, escrow: str, channel_id: str) -> int | None:
+    async def final_settled(
+        self, escrow: str, channel_id: str, *, opened_tx: str | None = None
+    ) -> int | None:
         """What a closed channel paid the payee, once the contract has wiped its state.
 
         Both the deployed v1 escrow and the v2 reserve delete a channel's record on
-        close; only the close event keeps the amount (``None``: not found).
+        close; only the close event keeps the amount (``None``: not found). The
+        event is searched for from the block of ``opened_tx`` (if known) on: a
+        node's ``eth_getLogs`` may refuse the whole history.
         """
         ...

@@ -344,6 +344,17 @@ class ChainClient:
 
         return await self._rpc(go, "eth_getTransactionReceipt")
 
+    async def mined_in(self, tx_hash: str | None) -> int:
+        """The block ``tx_hash`` was mined in; 0 (the genesis) when unknown or not mined.
+
+        A lower bound for log searches about what the transaction started: a node
+        may refuse ``eth_getLogs`` over its whole history.
+        """
+        if tx_hash is None:
+            return 0
+        receipt = await self.get_receipt(tx_hash)
+        return 0 if receipt is None else int(receipt.get("blockNumber") or 0)
+
     async def transaction_count(self, address: str, block: str = "pending") -> int:
         """Nonce of ``address`` as the chain sees it."""
         addr = checksum_address(address)

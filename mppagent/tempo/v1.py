@@ -211,8 +211,11 @@ class V1Backend:
         del terms
         return ClosePayload(channel_id=channel_id, cumulative_amount=amount, signature=sig)
 
-    async def read_channel(self, terms: ChannelTerms, channel_id: str) -> ChannelState:
+    async def read_channel(
+        self, terms: ChannelTerms, channel_id: str, *, opened_tx: str | None = None
+    ) -> ChannelState:
         """``getChannel`` (the escrow keeps closed channels, marked finalized)."""
+        del opened_tx  # no log search: the finalized flag survives the wipe
         return await self.escrow(terms.escrow).get_channel(channel_id)
 
     async def close_grace_period(self, escrow: str) -> int:
@@ -231,9 +234,12 @@ class V1Backend:
         """``withdraw``."""
         return await self.escrow(terms.escrow).sign_withdraw(wallet, channel_id)
 
-    async def final_settled(self, escrow: str, channel_id: str) -> int | None:
+    async def final_settled(
+        self, escrow: str, channel_id: str, *, opened_tx: str | None = None
+    ) -> int | None:
         """``settledToPayee`` of the channel's ``ChannelClosed`` event, from the logs."""
-        closed = await self.escrow(escrow).closed_event(channel_id)
+        from_block = await self.chain.mined_in(opened_tx)
+        closed = await self.escrow(escrow).closed_event(channel_id, from_block=from_block)
         return None if closed is None else int(closed.values["settledToPayee"])
 
     def closed_amounts(

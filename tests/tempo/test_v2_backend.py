@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -72,6 +73,27 @@ async def test_open_top_up_forced_close_and_the_closed_channel_reads_finalized(
             1_001_000,
             0,
         )
+
+        # Given the open's hash, the log search starts at the open's block, not genesis.
+        searched: list[str] = []
+        request = client.request
+
+        async def recording(method: str, params: list[Any]) -> Any:
+            if method == "eth_getLogs":
+                searched.append(params[0]["fromBlock"])
+            return await request(method, params)
+
+        client.request = recording  # type: ignore[method-assign]
+        opened_in = await client.mined_in(new.plan.main.hash)
+        assert opened_in > 0
+        again = await backend.read_channel(terms, new.channel_id, opened_tx=new.plan.main.hash)
+        assert again == final
+        paid = await backend.final_settled(
+            RESERVE_ADDRESS, new.channel_id, opened_tx=new.plan.main.hash
+        )
+        assert paid == 0
+        assert await backend.final_settled(RESERVE_ADDRESS, new.channel_id) == 0
+        assert searched == [hex(opened_in), hex(opened_in), "0x0"]
     finally:
         await client.close()
 

@@ -224,7 +224,9 @@ class V2Backend:
 
     # -- reading the chain -------------------------------------------------------------------
 
-    async def read_channel(self, terms: ChannelTerms, channel_id: str) -> ChannelState:
+    async def read_channel(
+        self, terms: ChannelTerms, channel_id: str, *, opened_tx: str | None = None
+    ) -> ChannelState:
         """``getChannelState``; a zero state is either closed (its log says) or never opened."""
         descriptor = descriptor_of(terms)
         output = await self.chain.call(
@@ -240,24 +242,30 @@ class V2Backend:
                 False,
                 state.close_requested_at,
             )
-        closed = await self._closed_log(terms.escrow, channel_id)
+        closed = await self._closed_log(terms.escrow, channel_id, opened_tx)
         if closed is None:
             return _state(channel_id, None, 0, 0, False, 0)
         return _state(channel_id, descriptor, closed.paid + closed.refunded, closed.paid, True, 0)
 
-    async def final_settled(self, escrow: str, channel_id: str) -> int | None:
+    async def final_settled(
+        self, escrow: str, channel_id: str, *, opened_tx: str | None = None
+    ) -> int | None:
         """What the reserve's ``ChannelClosed`` log says the payee got (``None``: no close)."""
-        closed = await self._closed_log(escrow, channel_id)
+        closed = await self._closed_log(escrow, channel_id, opened_tx)
         return None if closed is None else closed.paid
 
-    async def _closed_log(self, reserve: str, channel_id: str) -> ClosedAmounts | None:
+    async def _closed_log(
+        self, reserve: str, channel_id: str, opened_tx: str | None
+    ) -> ClosedAmounts | None:
+        """The channel's ``ChannelClosed`` log, searched from its open's block on."""
+        from_block = await self.chain.mined_in(opened_tx)
         logs = await self.chain.request(
             "eth_getLogs",
             [
                 {
                     "address": checksum_address(reserve),
                     "topics": [CHANNEL_CLOSED_TOPIC, channel_id],
-                    "fromBlock": "0x0",
+                    "fromBlock": hex(from_block),
                     "toBlock": "latest",
                 }
             ],
