@@ -45,6 +45,16 @@ __all__ = [
 MAX_SPONSORED_GAS = 3_000_000
 """The most gas this server pays for when it co-signs (an open on Tempo needs ~1.3M)."""
 
+MAX_SPONSORED_FEE = 100_000
+"""The most a co-signed transaction may cost this server, in base units of a 6-decimal
+fee token (0.1 of a dollar stablecoin): ``gas x maxFeePerGas``, the most the sender's
+signed fee fields can charge the fee payer. An open costs well under 0.01 on the
+devchain; without this cap a payer could set any priority fee on the server's bill."""
+
+_GAS_PRICE_PER_BASE_UNIT = 10**12
+"""Tempo prices gas in 18-decimal units of the fee token; a 6-decimal token's base unit
+is 10^12 of them."""
+
 
 class PayerTransactionRefused(InvalidTransaction):
     """A payer transaction this server will not broadcast (or co-sign)."""
@@ -111,6 +121,12 @@ class ReceivedTransaction:
             if signed.tx.gas > MAX_SPONSORED_GAS:
                 raise PayerTransactionRefused(
                     f"a sponsored transaction may use at most {MAX_SPONSORED_GAS} gas"
+                )
+            most = -(-signed.tx.gas * signed.tx.max_fee_per_gas // _GAS_PRICE_PER_BASE_UNIT)
+            if most > MAX_SPONSORED_FEE:
+                raise PayerTransactionRefused(
+                    f"a sponsored transaction may cost at most {MAX_SPONSORED_FEE} base units "
+                    f"of fees; its gas and maxFeePerGas allow {most}"
                 )
             outgoing = sponsor(transaction_bytes(self.raw), fee_payer, fee_token)
         else:  # the sender pays its own fee (or a fee payer already co-signed)
