@@ -86,9 +86,12 @@ class SSEParser:
         if not chunk:
             return []
         buffer = self._buffer
+        # A buffer ending in "\r" holds an event whose end was ambiguous (an LF might
+        # have followed); any next byte settles it, line end or not.
+        pending_cr = buffer.endswith(b"\r")
         buffer += chunk
         events: list[SSEEvent] = []
-        if b"\n" in chunk or b"\r" in chunk:
+        if pending_cr or b"\n" in chunk or b"\r" in chunk:
             pos = self._take_blocks(buffer, events, final=False, resume=self._scanned)
             if pos:
                 del buffer[:pos]

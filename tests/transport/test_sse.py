@@ -90,3 +90,14 @@ def test_absurd_retry_values_are_ignored_not_fatal() -> None:
     assert [(e.data, e.retry) for e in events] == [("x", None), ("", 1500)]
     events, _ = parse_all([b"retry: " + b"9" * 19 + b"\n\nretry: " + b"9" * 18 + b"\n\n"])
     assert [e.retry for e in events] == [None, 10**18 - 1]
+
+
+def test_an_event_ended_by_a_trailing_cr_leaves_the_size_count_with_the_next_byte() -> None:
+    # "\r" at a chunk's end might start a CRLF; the next chunk, even without a line end,
+    # settles it and dispatches the event, so it no longer counts toward the next one's size.
+    parser = SSEParser(max_event_bytes=8)
+    assert parser.feed(b"id: 7\n\r") == []
+    (first,) = parser.feed(b"aaaaaa")
+    assert (first.id, first.raw) == ("7", b"id: 7\n\r")
+    (second,) = parser.feed(b"\n\n")
+    assert second.raw == b"aaaaaa\n\n"
