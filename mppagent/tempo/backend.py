@@ -20,7 +20,15 @@ from typing import Any, Protocol
 
 from mppagent.tempo.chain import SignedTransaction, Wallet
 from mppagent.tempo.escrow import ChannelState
-from mppagent.tempo.schemas import ClosePayload, OpenPayload, TopUpPayload, VoucherPayload
+from mppagent.tempo.hexutil import ZERO_ADDRESS
+from mppagent.tempo.schemas import (
+    ClosePayload,
+    OpenPayload,
+    TopUpPayload,
+    VoucherPayload,
+    WireDescriptor,
+)
+from mppagent.tempo.tempo_chain import for_server
 from mppagent.tempo.voucher import VoucherSigner
 
 __all__ = [
@@ -30,6 +38,7 @@ __all__ = [
     "NewChannel",
     "PriorSender",
     "SessionBackend",
+    "build_open_payload",
 ]
 
 
@@ -201,3 +210,26 @@ class SessionBackend(Protocol):
         node's ``eth_getLogs`` may refuse the whole history.
         """
         ...
+
+
+def build_open_payload(
+    terms: ChannelTerms,
+    channel_id: str,
+    tx: SignedTransaction,
+    amount: int,
+    sig: str,
+    *,
+    descriptor: WireDescriptor | None = None,
+) -> OpenPayload:
+    """``open`` with the transaction as the server takes it (a sponsored one in its
+    hand-over form), the initial voucher, a non-zero authorized signer, and the
+    protocol's ``descriptor`` where it has one (v2)."""
+    signer = terms.authorized_signer
+    return OpenPayload(
+        channel_id=channel_id,
+        transaction=for_server(tx),
+        authorized_signer=None if signer == ZERO_ADDRESS else signer,
+        cumulative_amount=amount,
+        signature=sig,
+        descriptor=descriptor,
+    )

@@ -34,11 +34,12 @@ from mppagent.tempo.backend import (
     FundingPlan,
     NewChannel,
     PriorSender,
+    build_open_payload,
 )
 from mppagent.tempo.chain import ChainClient, SignedTransaction, Wallet
 from mppagent.tempo.channel_id import compute_channel_id
 from mppagent.tempo.escrow import ChannelState, Escrow, Token
-from mppagent.tempo.hexutil import ZERO_ADDRESS, normalize_address
+from mppagent.tempo.hexutil import normalize_address
 from mppagent.tempo.schemas import ClosePayload, OpenPayload, TopUpPayload, VoucherPayload
 from mppagent.tempo.tempo_chain import PATH_USD, TEMPO_CHAIN_IDS, for_server
 from mppagent.tempo.voucher import VoucherSigner
@@ -179,14 +180,7 @@ class V1Backend:
         self, terms: ChannelTerms, channel_id: str, tx: SignedTransaction, amount: int, sig: str
     ) -> OpenPayload:
         """``open`` with the signed transaction and the initial voucher."""
-        signer = terms.authorized_signer
-        return OpenPayload(
-            channel_id=channel_id,
-            transaction=for_server(tx),
-            authorized_signer=None if signer == ZERO_ADDRESS else signer,
-            cumulative_amount=amount,
-            signature=sig,
-        )
+        return build_open_payload(terms, channel_id, tx, amount, sig)
 
     def top_up_payload(
         self, terms: ChannelTerms, channel_id: str, tx: SignedTransaction, amount: int

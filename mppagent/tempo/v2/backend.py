@@ -31,6 +31,7 @@ from mppagent.tempo.backend import (
     FundingPlan,
     NewChannel,
     PriorSender,
+    build_open_payload,
 )
 from mppagent.tempo.chain import ChainClient, SignedTransaction, Wallet
 from mppagent.tempo.escrow import ChannelState
@@ -178,16 +179,9 @@ class V2Backend:
     def open_payload(
         self, terms: ChannelTerms, channel_id: str, tx: SignedTransaction, amount: int, sig: str
     ) -> OpenPayload:
-        """``open`` with the transaction (a sponsored one in its hand-over form)."""
-        signer = terms.authorized_signer
-        return OpenPayload(
-            channel_id=channel_id,
-            transaction=for_server(tx),
-            authorized_signer=None if signer == ZERO_ADDRESS else signer,
-            cumulative_amount=amount,
-            signature=sig,
-            descriptor=descriptor_of(terms).to_wire(),
-        )
+        """``open`` with the transaction, the initial voucher and the descriptor."""
+        descriptor = descriptor_of(terms).to_wire()
+        return build_open_payload(terms, channel_id, tx, amount, sig, descriptor=descriptor)
 
     def top_up_payload(
         self, terms: ChannelTerms, channel_id: str, tx: SignedTransaction, amount: int
